@@ -1,0 +1,134 @@
+package copy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// side is one server: its parsed configuration and the name used in
+// messages.
+type side struct {
+	name string // "source" or "destination"
+	cfg  *pgx.ConnConfig
+}
+
+func parseSide(name, dsn string) (*side, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("%s: invalid connection string: %w", name, err)
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = DefaultConnect
+	}
+	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
+		cfg.RuntimeParams["application_name"] = "lockstep"
+	}
+	return &side{name: name, cfg: cfg}, nil
+}
+
+// connect opens a connection, naming the side and the server in errors.
+func (s *side) connect(ctx context.Context) (*pgx.Conn, error) {
+	conn, err := pgx.ConnectConfig(ctx, s.cfg.Copy())
+	if err != nil {
+		return nil, fmt.Errorf("%s: cannot connect to %s: %w", s.name, s.where(), unwrapConnect(err))
+	}
+	return conn, nil
+}
+
+func (s *side) where() string {
+	return fmt.Sprintf("%s:%d database %s as %s", s.cfg.Host, s.cfg.Port, s.cfg.Database, s.cfg.User)
+}
+
+// unwrapConnect drops pgconn's own "failed to connect to ..." preamble,
+// which repeats what where() says, and the repeats of one cause from
+// several attempts (sslmode=prefer tries twice).
+func unwrapConnect(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr
+	}
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) && errors.Unwrap(ce) != nil {
+		err = errors.Unwrap(ce)
+	}
+	var parts []string
+	for _, p := range strings.Split(err.Error(), "\n") {
+		if p = strings.TrimSpace(p); p != "" && !slices.Contains(parts, p) {
+			parts = append(parts, p)
+		}
+	}
+	return errors.New(strings.Join(parts, "; "))
+}
+
+// serverVersion reads server_version_num from the startup parameters, so
+// asking costs no query (a query would take the source's snapshot too early
+// if it ran inside the unit's transaction).
+func serverVersion(conn *pgx.Conn) int {
+	v := conn.PgConn().ParameterStatus("server_version")
+	major, rest, _ := strings.Cut(strings.Fields(v + " ")[0], ".")
+	m, _ := strconv.Atoi(major)
+	minor, _ := strconv.Atoi(strings.SplitN(rest, ".", 2)[0])
+	if m >= 10 {
+		return m*10000 + minor
+	}
+	return m*10000 + minor*100
+}
+
+// exec runs statements with the simple protocol and checks the server ran
+// them.
+func exec(ctx context.Context, conn *pgx.Conn, sql string) error {
+	_, err := conn.PgConn().Exec(ctx, sql).ReadAll()
+	return err
+}
+
+// commit commits and fails unless the server reports COMMIT (a failed
+// transaction answers COMMIT with ROLLBACK).
+func commit(ctx context.Context, conn *pgx.Conn) error {
+	res, err := conn.PgConn().Exec(ctx, "COMMIT").ReadAll()
+	if err != nil {
+		return err
+	}
+	if len(res) != 1 || res[0].CommandTag.String() != "COMMIT" {
+		return errors.New("the transaction had failed and was rolled back")
+	}
+	return nil
+}
+
+// rollback ends conn's transaction, even when ctx is already cancelled.
+// It reports whether the connection is still fit for reuse.
+func rollback(ctx context.Context, conn *pgx.Conn) bool {
+	if conn == nil || conn.IsClosed() {
+		return false
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	return exec(rctx, conn, "ROLLBACK") == nil
+}
+
+// closeConn closes a connection without waiting on a cancelled context.
+func closeConn(ctx context.Context, conn *pgx.Conn) {
+	if conn == nil {
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	conn.Close(cctx)
+}
+
+// uncertain reports whether a failed COMMIT may nonetheless have committed:
+// the connection broke, or the backend died, before the outcome was known.
+func uncertain(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Severity == "FATAL" || pgErr.Severity == "PANIC"
+	}
+	return true
+}

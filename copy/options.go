@@ -1,0 +1,82 @@
+package copy
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"lockstep/verify"
+)
+
+// Defaults shared by the CLI's flags.
+const (
+	DefaultLockTimeout  = 5 * time.Second
+	DefaultLockRetries  = 3
+	DefaultRetryBackoff = time.Second
+	DefaultJobs         = 1
+	DefaultConnect      = 10 * time.Second
+	// copyBuffer sits between the source's COPY TO, which hands over one
+	// row at a time, and the destination's COPY FROM; without it the relay
+	// runs at about half speed.
+	copyBuffer = 256 << 10
+)
+
+// Options is one copy run.
+type Options struct {
+	Source, Dest string   // connection strings (URL or key=value; PG* env vars apply)
+	Tables       []string // names as SQL writes them
+	LockTimeout  time.Duration
+	LockRetries  int           // further attempts after a lock timeout
+	RetryBackoff time.Duration // first pause between lock attempts, doubled per attempt
+	Verify       verify.Mode
+	Jobs         int
+	Logger       *slog.Logger
+	// OnUnit, when set, is called once per unit as it ends (from the
+	// unit's worker goroutine).
+	OnUnit func(Result)
+	// OnBytes, when set, is called with each chunk's size as data streams
+	// (from worker goroutines; keep it cheap).
+	OnBytes func(n int64)
+}
+
+// Validate fills defaults and rejects impossible values.
+func (o *Options) Validate() error {
+	if o.Source == "" {
+		return errors.New("source: no connection string (--source or LOCKSTEP_SOURCE)")
+	}
+	if o.Dest == "" {
+		return errors.New("destination: no connection string (--dest or LOCKSTEP_DEST)")
+	}
+	if len(o.Tables) == 0 {
+		return errors.New("no table selected (--table)")
+	}
+	if o.LockTimeout == 0 {
+		o.LockTimeout = DefaultLockTimeout
+	}
+	if o.LockTimeout < time.Millisecond {
+		return fmt.Errorf("lock timeout %s: must be at least 1ms", o.LockTimeout)
+	}
+	if o.LockRetries < 0 {
+		return fmt.Errorf("lock retries %d: must not be negative", o.LockRetries)
+	}
+	if o.RetryBackoff <= 0 {
+		o.RetryBackoff = DefaultRetryBackoff
+	}
+	if o.Verify == "" {
+		o.Verify = verify.Checksum
+	}
+	if _, err := verify.ParseMode(string(o.Verify)); err != nil {
+		return err
+	}
+	if o.Jobs == 0 {
+		o.Jobs = DefaultJobs
+	}
+	if o.Jobs < 1 {
+		return fmt.Errorf("jobs %d: must be at least 1", o.Jobs)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return nil
+}

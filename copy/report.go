@@ -1,0 +1,135 @@
+package copy
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Status is how a unit ended.
+type Status string
+
+const (
+	StatusOK         Status = "ok"
+	StatusFailed     Status = "failed"
+	StatusMismatch   Status = "mismatch"
+	StatusNotStarted Status = "not started"
+	// StatusInterrupted: the run was stopped while the unit ran; it was
+	// rolled back on both sides.
+	StatusInterrupted Status = "interrupted"
+)
+
+// Result is one unit's outcome and figures.
+type Result struct {
+	Unit           string        `json:"unit"`
+	Status         Status        `json:"status"`
+	Rows           int64         `json:"rows"`
+	Bytes          int64         `json:"bytes"`
+	Format         string        `json:"format"`
+	Freeze         bool          `json:"freeze"`
+	Attempts       int           `json:"attempts"`
+	DestLockWait   time.Duration `json:"dest_lock_wait_ns"`
+	SourceLockWait time.Duration `json:"source_lock_wait_ns"`
+	WritesBlocked  time.Duration `json:"writes_blocked_ns"` // source lock granted to released
+	Copy           time.Duration `json:"copy_ns"`
+	Verify         time.Duration `json:"verify_ns"`
+	Checksum       string        `json:"checksum,omitempty"`
+	Uncertain      bool          `json:"commit_rechecked,omitempty"` // the destination commit's outcome had to be re-checked
+	Err            error         `json:"-"`
+	Error          string        `json:"error,omitempty"`
+}
+
+// MBps is the copy throughput.
+func (r Result) MBps() float64 {
+	if r.Copy <= 0 {
+		return 0
+	}
+	return float64(r.Bytes) / 1e6 / r.Copy.Seconds()
+}
+
+func ms(d time.Duration) string {
+	switch {
+	case d < time.Millisecond:
+		return "0ms"
+	case d < 10*time.Second:
+		return fmt.Sprintf("%dms", d.Milliseconds())
+	}
+	return d.Round(100 * time.Millisecond).String()
+}
+
+// String is the unit's one summary line.
+func (r Result) String() string {
+	if r.Status == StatusNotStarted {
+		return fmt.Sprintf("%s %s", r.Status, r.Unit)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s rows=%d bytes=%.1fMB format=%s lock-wait=dst:%s,src:%s writes-blocked=%s copy=%s verify=%s %.1fMB/s",
+		r.Status, r.Unit, r.Rows, float64(r.Bytes)/1e6, r.Format, ms(r.DestLockWait), ms(r.SourceLockWait),
+		ms(r.WritesBlocked), ms(r.Copy), ms(r.Verify), r.MBps())
+	if r.Checksum != "" {
+		fmt.Fprintf(&b, " checksum=%s", r.Checksum)
+	}
+	if r.Uncertain {
+		b.WriteString(" (commit outcome re-checked)")
+	}
+	if r.Err != nil {
+		fmt.Fprintf(&b, ": %v", r.Err)
+	}
+	return b.String()
+}
+
+// Report is a whole run.
+type Report struct {
+	Started     time.Time     `json:"started"`
+	Elapsed     time.Duration `json:"elapsed_ns"`
+	Units       []Result      `json:"units"`
+	OK          int           `json:"ok"`
+	Failed      int           `json:"failed"`
+	Mismatch    int           `json:"mismatch"`
+	Left        int           `json:"not_started"`
+	Interrupted int           `json:"interrupted"`
+	Rows        int64         `json:"rows"`
+	Bytes       int64         `json:"bytes"`
+}
+
+func (r *Report) tally() {
+	r.OK, r.Failed, r.Mismatch, r.Left, r.Interrupted, r.Rows, r.Bytes = 0, 0, 0, 0, 0, 0, 0
+	for _, u := range r.Units {
+		switch u.Status {
+		case StatusOK:
+			r.OK++
+			r.Rows += u.Rows
+			r.Bytes += u.Bytes
+		case StatusFailed:
+			r.Failed++
+		case StatusMismatch:
+			r.Mismatch++
+		case StatusNotStarted:
+			r.Left++
+		case StatusInterrupted:
+			r.Interrupted++
+		}
+	}
+}
+
+// Summary is the run's closing line.
+func (r *Report) Summary() string {
+	var blocked []time.Duration
+	for _, u := range r.Units {
+		if u.Status == StatusOK {
+			blocked = append(blocked, u.WritesBlocked)
+		}
+	}
+	slices.Sort(blocked)
+	maxBlocked := time.Duration(0)
+	if len(blocked) > 0 {
+		maxBlocked = blocked[len(blocked)-1]
+	}
+	rate := 0.0
+	if r.Elapsed > 0 {
+		rate = float64(r.Bytes) / 1e6 / r.Elapsed.Seconds()
+	}
+	return fmt.Sprintf("total: %d units ok, %d failed, %d mismatched, %d interrupted, %d not started; rows=%d bytes=%.1fMB in %s (%.1fMB/s); writes blocked at most %s per unit",
+		r.OK, r.Failed, r.Mismatch, r.Interrupted, r.Left, r.Rows, float64(r.Bytes)/1e6, r.Elapsed.Round(time.Millisecond), rate, ms(maxBlocked))
+}

@@ -1,0 +1,144 @@
+package copy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"golang.org/x/sync/errgroup"
+
+	"lockstep/partition"
+)
+
+// Run plans the units and copies them. Everything it can find wrong before
+// copying (connections, tables, schemas) comes back as a *BadInputError with
+// nothing changed anywhere. After that, each unit ends on its own; the
+// returned error joins the units' errors, plus ErrInterrupted when ctx ended
+// with units not started. The report is complete in every case but bad input.
+func Run(ctx context.Context, opts Options) (*Report, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, &BadInputError{err}
+	}
+	src, err := parseSide("source", opts.Source)
+	if err != nil {
+		return nil, &BadInputError{err}
+	}
+	dst, err := parseSide("destination", opts.Dest)
+	if err != nil {
+		return nil, &BadInputError{err}
+	}
+	units, err := plan(ctx, src, dst, opts.Tables)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w while planning: %v", ErrInterrupted, err)
+		}
+		return nil, &BadInputError{err}
+	}
+	return execute(ctx, &opts, src, dst, units)
+}
+
+// plan connects to both sides, checks they are different databases, and
+// reads both catalogs in read-only transactions that lock nothing beyond
+// catalog reads.
+func plan(ctx context.Context, src, dst *side, tables []string) ([]partition.Unit, error) {
+	type opened struct {
+		conn *pgx.Conn
+		err  error
+	}
+	var sc, dc opened
+	g := errgroup.Group{}
+	g.Go(func() error { sc.conn, sc.err = src.connect(ctx); return nil })
+	g.Go(func() error { dc.conn, dc.err = dst.connect(ctx); return nil })
+	g.Wait()
+	defer closeConn(ctx, sc.conn)
+	defer closeConn(ctx, dc.conn)
+	if sc.err != nil {
+		return nil, sc.err
+	}
+	if dc.err != nil {
+		return nil, dc.err
+	}
+	same, err := sameDatabase(ctx, sc.conn, dc.conn)
+	if err != nil {
+		return nil, err
+	}
+	if same {
+		return nil, errors.New("source and destination are the same database: nothing to copy, and the TRUNCATE would empty it")
+	}
+	for _, c := range []*pgx.Conn{sc.conn, dc.conn} {
+		if err := exec(ctx, c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); err != nil {
+			return nil, err
+		}
+		defer rollback(ctx, c)
+	}
+	sameMajor := serverVersion(sc.conn)/10000 == serverVersion(dc.conn)/10000
+	return partition.Plan(ctx, sc.conn, dc.conn, tables, sameMajor)
+}
+
+// sameDatabase tells whether two connections reach one database of one
+// server: the same database name on a postmaster started at the same
+// instant.
+func sameDatabase(ctx context.Context, a, b *pgx.Conn) (bool, error) {
+	const id = `SELECT pg_catalog.current_database() || ' ' || pg_catalog.pg_postmaster_start_time()::text`
+	var x, y string
+	if err := a.QueryRow(ctx, id).Scan(&x); err != nil {
+		return false, fmt.Errorf("source: %w", err)
+	}
+	if err := b.QueryRow(ctx, id).Scan(&y); err != nil {
+		return false, fmt.Errorf("destination: %w", err)
+	}
+	return x == y, nil
+}
+
+// execute runs the units on opts.Jobs workers. A failing unit does not stop
+// the others; each is atomic on its own.
+func execute(ctx context.Context, opts *Options, src, dst *side, units []partition.Unit) (*Report, error) {
+	rep := &Report{Started: time.Now(), Units: make([]Result, len(units))}
+	workers := make(chan *worker, opts.Jobs)
+	for range opts.Jobs {
+		workers <- &worker{opts: opts, src: src, dst: dst}
+	}
+	var g errgroup.Group
+	g.SetLimit(opts.Jobs)
+	for i, u := range units {
+		rep.Units[i] = Result{Unit: u.Name(), Format: u.Format(), Freeze: u.Freeze, Status: StatusNotStarted}
+		if ctx.Err() != nil {
+			continue
+		}
+		g.Go(func() error {
+			w := <-workers
+			defer func() { workers <- w }()
+			if ctx.Err() != nil {
+				return nil
+			}
+			r := w.run(ctx, u)
+			rep.Units[i] = r
+			if r.Status == StatusOK {
+				opts.Logger.Debug("unit copied", "unit", r.Unit, "rows", r.Rows, "bytes", r.Bytes)
+			}
+			if opts.OnUnit != nil {
+				opts.OnUnit(r)
+			}
+			return nil
+		})
+	}
+	g.Wait()
+	close(workers)
+	for w := range workers {
+		w.close(ctx)
+	}
+	rep.Elapsed = time.Since(rep.Started)
+	rep.tally()
+	var errs []error
+	for _, r := range rep.Units {
+		if r.Err != nil {
+			errs = append(errs, r.Err)
+		}
+	}
+	if rep.Left+rep.Interrupted > 0 {
+		errs = append(errs, fmt.Errorf("%w: %d of %d units rolled back or not started", ErrInterrupted, rep.Left+rep.Interrupted, len(units)))
+	}
+	return rep, errors.Join(errs...)
+}

@@ -1,0 +1,86 @@
+package copy
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"lockstep/partition"
+)
+
+func columnList(cols []string) string {
+	q := make([]string, len(cols))
+	for i, c := range cols {
+		q[i] = pgx.Identifier{c}.Sanitize()
+	}
+	return strings.Join(q, ", ")
+}
+
+func formatOption(binary bool) string {
+	if binary {
+		return " (FORMAT binary)"
+	}
+	return ""
+}
+
+// copyOutSQL reads a table's own rows (no inheritance children; all
+// partitions of a partitioned table) as a COPY stream.
+func copyOutSQL(t partition.Table, cols []string, binary bool) string {
+	if t.Partitioned() {
+		return fmt.Sprintf("COPY (SELECT %s FROM %s) TO STDOUT%s", columnList(cols), t, formatOption(binary))
+	}
+	return fmt.Sprintf("COPY %s (%s) TO STDOUT%s", t, columnList(cols), formatOption(binary))
+}
+
+func copyInSQL(t partition.Table, cols []string, binary, freeze bool) string {
+	var opts []string
+	if binary {
+		opts = append(opts, "FORMAT binary")
+	}
+	if freeze {
+		opts = append(opts, "FREEZE")
+	}
+	s := fmt.Sprintf("COPY %s (%s) FROM STDIN", t, columnList(cols))
+	if len(opts) > 0 {
+		s += " (" + strings.Join(opts, ", ") + ")"
+	}
+	return s
+}
+
+// only keeps a statement to the table itself where PostgreSQL allows it:
+// inheritance children are other tables; a partitioned table is its
+// partitions.
+func only(t partition.Table) string {
+	if t.Partitioned() {
+		return t.String()
+	}
+	return "ONLY " + t.String()
+}
+
+func truncateSQL(t partition.Table) string { return "TRUNCATE " + only(t) }
+
+func countSQL(t partition.Table) string { return "SELECT pg_catalog.count(*) FROM " + only(t) }
+
+// sessionSQL pins, for the transaction, the settings that keep a held lock
+// alive whatever the server's defaults, and the output settings that make
+// COPY text and the checksum identical on both servers.
+func sessionSQL(serverVersion int) string {
+	s := []string{
+		"SET LOCAL statement_timeout = 0",
+		"SET LOCAL idle_in_transaction_session_timeout = 0",
+		"SET LOCAL TimeZone = 'UTC'",
+		"SET LOCAL DateStyle = 'ISO, MDY'",
+		"SET LOCAL IntervalStyle = 'postgres'",
+		"SET LOCAL extra_float_digits = 3",
+		"SET LOCAL bytea_output = 'hex'",
+	}
+	if serverVersion >= 140000 {
+		// A backend whose lockstep process died stops waiting promptly.
+		s = append(s, "SET LOCAL client_connection_check_interval = 1000")
+	}
+	if serverVersion >= 170000 {
+		s = append(s, "SET LOCAL transaction_timeout = 0")
+	}
+	return strings.Join(s, "; ")
+}

@@ -1,0 +1,193 @@
+package copy_test
+
+import (
+	"strings"
+	"testing"
+
+	"lockstep/internal/pgtest"
+)
+
+// Every built-in type family, with the values that break naive copies.
+const builtinSchema = `
+CREATE TABLE types (
+  id int PRIMARY KEY,
+  i2 smallint, i4 integer, i8 bigint, n numeric, n2 numeric(12,2),
+  f4 real, f8 double precision, b boolean,
+  t text, vc varchar(20), c char(3), "name col" name,
+  by bytea,
+  d date, ts timestamp, tstz timestamptz(3), tm time, tmtz timetz, iv interval,
+  j json, jb jsonb,
+  r4 int4range, rts tstzrange, nmr nummultirange,
+  ip inet, cidr cidr, mac macaddr,
+  u uuid,
+  ta text[], ia int[], ja jsonb[],
+  bits bit(4), vbits varbit,
+  pt point, bx box,
+  m money, x xml, tsv tsvector, oidc oid
+);`
+
+const builtinRows = `
+INSERT INTO types VALUES
+ (1, -32768, 2147483647, -9223372036854775808, 'NaN', 0.10, 'NaN', 'Infinity', true,
+  E'tab\there\nnewline \\ backslash "quote" ''single''', 'varchar', 'ab', 'nm',
+  '\x00ff5c0a', '4713-01-01 BC', 'infinity', '-infinity', '24:00', '12:00+14', '-178000000 years',
+  '{ "a" :  1,   "a": 2 }', '{"b": [1, 2.50, null], "a": "x"}',
+  '[1,5)', '[2020-03-29 01:30+00,infinity)', '{[1.5,2], [3,4)}',
+  '::ffff:10.0.0.1/128', '10.0.0.0/8', '08:00:2b:01:02:03',
+  'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+  ARRAY[NULL, '', 'NULL', 'with "quotes"', 'a,b', '{}', E'back\\slash'], '{{1,2},{3,NULL}}', ARRAY['{"k": [1]}'::jsonb, 'null'],
+  B'1010', B'', '(1.5,-2)', '((0,0),(1,1))',
+  '-92233720368547758.08', '<a x="1">t&amp;</a>', 'fat:1A cat:2 rat', 4294967295),
+ (2, 0, 0, 0, '-0.000000000000000000000000000000001', -0.00, '-0', '-Infinity', false,
+  '', '', '', '',
+  '', '0001-01-01', '1999-12-31 23:59:59.999999', '2024-10-27 01:30:00.123+02', '00:00', '00:00-12', '1 mon -1 day 00:00:00.000001',
+  '[]', '{}',
+  'empty', '(,)', '{}',
+  '::', '::/0', '00:00:00:00:00:00',
+  '00000000-0000-0000-0000-000000000000',
+  '{}', '{}', '{}',
+  B'0000', B'1', '(0,0)', '((0,0),(0,0))',
+  '0', '', '', 0),
+ (3, 1, 1, 1, '123456789012345678901234567890.123456789012345678901234567890', 9999999999.99, 1e-45, 1e23, NULL,
+  'ünïcødé ✓ 𝄞', NULL, NULL, NULL,
+  NULL, 'infinity', NULL, '2024-03-31 02:30:00+01', NULL, NULL, NULL,
+  'null', '"str"',
+  NULL, NULL, NULL,
+  NULL, NULL, NULL,
+  NULL,
+  ARRAY[NULL]::text[], NULL, NULL,
+  NULL, NULL, NULL, NULL,
+  NULL, NULL, NULL, NULL),
+ (4, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+  NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+  NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+-- a 1 MB bytea
+INSERT INTO types (id, by) SELECT 5, decode(repeat(md5('x'), 32768), 'hex') || '\x00'::bytea;`
+
+const builtinCols = `id, i2, i4, i8, n, n2, f4, f8, b, t, vc, c, "name col", by, d, ts, tstz, tm, tmtz, iv, j, jb, r4, rts, nmr,
+	ip, cidr, mac, u, ta, ia, ja, bits, vbits, pt::text, bx, m, x::text, tsv, oidc`
+
+func TestBuiltinTypesRoundTripBinary(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	mustExec(t, src, builtinSchema+builtinRows)
+	// Same columns in another physical order on the destination, and a
+	// server TimeZone that would shift timestamps if anything leaked.
+	mustExec(t, dst, strings.Replace(builtinSchema, "id int PRIMARY KEY,", "u0 int, id int PRIMARY KEY,", 1)+
+		"ALTER TABLE types DROP COLUMN u0; ALTER DATABASE "+dbName(t, dst)+" SET TimeZone = 'Asia/Kathmandu';")
+	mustExec(t, dst, "INSERT INTO types (id, t) VALUES (99, 'stale row the copy must replace')")
+	rep := mustCopy(t, opts(src, dst, "types"))
+	if got := rep.Units[0].Format; got != "binary" {
+		t.Errorf("format = %s, want binary for identical built-in types", got)
+	}
+	if rep.Units[0].Rows != 5 || rep.Units[0].Checksum == "" {
+		t.Errorf("figures: rows=%d checksum=%q", rep.Units[0].Rows, rep.Units[0].Checksum)
+	}
+	assertSame(t, src, dst, "types", builtinCols, "id")
+}
+
+func TestBuiltinTypesRoundTripText(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	// A user enum makes the copy text; every built-in value must survive
+	// the text path too.
+	enum := "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');"
+	mustExec(t, src, enum+strings.Replace(builtinSchema, "oidc oid\n", "oidc oid, mood mood DEFAULT 'happy'\n", 1)+builtinRows)
+	mustExec(t, dst, "CREATE TYPE filler AS ENUM ('x'); "+enum+
+		strings.Replace(builtinSchema, "id int PRIMARY KEY,", "id int PRIMARY KEY, mood mood,", 1)+
+		"ALTER DATABASE "+dbName(t, dst)+" SET TimeZone = 'America/St_Johns'; ALTER DATABASE "+dbName(t, dst)+" SET DateStyle = 'SQL, DMY';")
+	rep := mustCopy(t, opts(src, dst, "public.types"))
+	if got := rep.Units[0].Format; got != "text" {
+		t.Errorf("format = %s, want text with a user enum", got)
+	}
+	assertSame(t, src, dst, "types", "mood, "+builtinCols, "id")
+}
+
+func dbName(t *testing.T, dsn string) string {
+	t.Helper()
+	cfg := connect(t, dsn).Config()
+	return `"` + cfg.Database + `"`
+}
+
+// User types have other OIDs on the destination; binary would carry the
+// source's OIDs inside arrays and composites, so these must go as text.
+func TestUserTypesWithOtherOIDs(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	schema := `
+CREATE SCHEMA app;
+CREATE TYPE app.status AS ENUM ('new', 'paid', 'shipped');
+CREATE TYPE app.money2 AS (amount numeric, currency char(3));
+CREATE DOMAIN app.posint AS int CHECK (VALUE > 0);
+CREATE TABLE app.orders (id int PRIMARY KEY, s app.status, ss app.status[], m app.money2, ms app.money2[], p app.posint);`
+	mustExec(t, src, schema+`
+INSERT INTO app.orders VALUES
+ (1, 'paid', '{new,shipped,NULL}', '(12.50,EUR)', ARRAY['(1,USD)'::app.money2, NULL, '(,)'], 7),
+ (2, NULL, '{}', NULL, NULL, NULL);`)
+	mustExec(t, dst, `CREATE TYPE shift1 AS ENUM ('a'); CREATE TYPE shift2 AS (x int); CREATE DOMAIN shift3 AS int;`+schema)
+	rep := mustCopy(t, opts(src, dst, "app.orders"))
+	if rep.Units[0].Format != "text" {
+		t.Errorf("format = %s, want text for user types", rep.Units[0].Format)
+	}
+	assertSame(t, src, dst, "app.orders", "*", "id")
+}
+
+// Columns match by name: other physical order, dropped columns, generated
+// columns computed by the destination itself.
+func TestColumnOrderDroppedAndGenerated(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	mustExec(t, src, `
+CREATE TABLE items (id int PRIMARY KEY, gone text, price numeric, qty int,
+  total numeric GENERATED ALWAYS AS (price * qty) STORED, note text);
+ALTER TABLE items DROP COLUMN gone;
+INSERT INTO items (id, price, qty, note) SELECT g, g * 1.5, g % 7, 'n' || g FROM generate_series(1, 1000) g;`)
+	mustExec(t, dst, `
+CREATE TABLE items (note text, x int, total numeric GENERATED ALWAYS AS (price * qty) STORED, qty int, price numeric, id int PRIMARY KEY);
+ALTER TABLE items DROP COLUMN x;`)
+	rep := mustCopy(t, opts(src, dst, "items"))
+	if rep.Units[0].Format != "binary" {
+		t.Errorf("format = %s, want binary", rep.Units[0].Format)
+	}
+	assertSame(t, src, dst, "items", "id, price, qty, total, note", "id")
+}
+
+func TestQuotedUnicodeNames(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	schema := `CREATE SCHEMA "My Schema"; CREATE TABLE "My Schema"."Odd ""Table""" ("ïd" int, "we""ird col" text, "UPPER" text);`
+	mustExec(t, src, schema+`INSERT INTO "My Schema"."Odd ""Table""" VALUES (1, 'a', 'b'), (2, NULL, 'ü');`)
+	mustExec(t, dst, schema)
+	mustCopy(t, opts(src, dst, `"My Schema"."Odd ""Table"""`))
+	assertSame(t, src, dst, `"My Schema"."Odd ""Table"""`, "*", `"ïd"`)
+}
+
+// A partitioned parent becomes one unit per leaf, sub-partitions included.
+func TestPartitionedParentByLeaf(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	schema := `
+CREATE TABLE events (id bigint, region text, at date, payload jsonb) PARTITION BY LIST (region);
+CREATE TABLE events_eu PARTITION OF events FOR VALUES IN ('eu') PARTITION BY RANGE (at);
+CREATE TABLE events_eu_2024 PARTITION OF events_eu FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+CREATE TABLE events_eu_2025 PARTITION OF events_eu FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+CREATE TABLE events_us PARTITION OF events FOR VALUES IN ('us');
+CREATE TABLE events_other PARTITION OF events DEFAULT;`
+	mustExec(t, src, schema+`
+INSERT INTO events SELECT g, (ARRAY['eu','us','ap'])[1 + g % 3], DATE '2024-01-01' + (g % 700), jsonb_build_object('g', g)
+FROM generate_series(1, 3000) g;`)
+	mustExec(t, dst, schema+`INSERT INTO events VALUES (-1, 'us', '2024-05-05', '{}'), (-2, 'eu', '2025-02-02', '{}');`)
+	rep := mustCopy(t, opts(src, dst, "events"))
+	var names []string
+	for _, u := range rep.Units {
+		names = append(names, u.Unit)
+		if !u.Freeze {
+			t.Errorf("%s: leaf not copied with FREEZE", u.Unit)
+		}
+	}
+	want := `"public"."events_eu_2024" "public"."events_eu_2025" "public"."events_other" "public"."events_us"`
+	if got := strings.Join(names, " "); got != want {
+		t.Errorf("units = %s\nwant   %s", got, want)
+	}
+	assertSame(t, src, dst, "events", "*", "id")
+}

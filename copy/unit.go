@@ -1,0 +1,311 @@
+package copy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"lockstep/lock"
+	"lockstep/partition"
+	"lockstep/verify"
+)
+
+// worker runs units one after another on its own pair of connections.
+type worker struct {
+	opts     *Options
+	src, dst *side
+	srcConn  *pgx.Conn
+	dstConn  *pgx.Conn
+	srcVer   int
+	dstVer   int
+}
+
+func (w *worker) ensureConns(ctx context.Context) error {
+	var err error
+	if w.dstConn == nil {
+		if w.dstConn, err = w.dst.connect(ctx); err != nil {
+			return err
+		}
+		w.dstVer = serverVersion(w.dstConn)
+	}
+	if w.srcConn == nil {
+		if w.srcConn, err = w.src.connect(ctx); err != nil {
+			return err
+		}
+		w.srcVer = serverVersion(w.srcConn)
+	}
+	return nil
+}
+
+// close discards both connections; the server ends whatever they held.
+func (w *worker) close(ctx context.Context) {
+	closeConn(ctx, w.srcConn)
+	closeConn(ctx, w.dstConn)
+	w.srcConn, w.dstConn = nil, nil
+}
+
+// abort rolls back both transactions. A connection that cannot roll back,
+// or that saw a failed or cancelled COPY (poisoned), is discarded.
+func (w *worker) abort(ctx context.Context, poisoned bool) {
+	if !rollback(ctx, w.dstConn) || poisoned {
+		closeConn(ctx, w.dstConn)
+		w.dstConn = nil
+	}
+	if !rollback(ctx, w.srcConn) || poisoned {
+		closeConn(ctx, w.srcConn)
+		w.srcConn = nil
+	}
+}
+
+// run copies one unit, retrying after lock timeouts with backoff.
+func (w *worker) run(ctx context.Context, u partition.Unit) Result {
+	res := Result{Unit: u.Name(), Format: u.Format(), Freeze: u.Freeze}
+	log := w.opts.Logger.With("unit", u.Name())
+	for {
+		res.Attempts++
+		err := w.attempt(ctx, u, &res)
+		var te *lock.TimeoutError
+		if errors.As(err, &te) && res.Attempts <= w.opts.LockRetries && ctx.Err() == nil {
+			pause := lock.Backoff(res.Attempts, w.opts.RetryBackoff, 30*time.Second)
+			log.Warn("lock not granted; retrying", "side", te.Side, "attempt", res.Attempts, "pause", pause, "error", err)
+			if lock.Sleep(ctx, pause) == nil {
+				continue
+			}
+			err = fmt.Errorf("%w (interrupted while waiting to retry)", err)
+		}
+		res.Err = err
+		switch {
+		case err == nil:
+			res.Status = StatusOK
+		case ctx.Err() != nil:
+			res.Status = StatusInterrupted
+		case errors.As(err, new(*verify.MismatchError)):
+			res.Status = StatusMismatch
+		default:
+			res.Status = StatusFailed
+		}
+		if err != nil {
+			res.Error = err.Error()
+		}
+		return res
+	}
+}
+
+// attempt is one pass of the unit protocol.
+func (w *worker) attempt(ctx context.Context, u partition.Unit, res *Result) (err error) {
+	if err := w.ensureConns(ctx); err != nil {
+		return err
+	}
+	poisoned := false
+	done := false
+	defer func() {
+		if !done {
+			w.abort(ctx, poisoned || ctx.Err() != nil)
+		}
+	}()
+	watch := func(side *side) func(context.Context) (*pgx.Conn, error) {
+		return func(ctx context.Context) (*pgx.Conn, error) { return side.connect(ctx) }
+	}
+
+	// 1. Destination first: the source is never write-blocked while the
+	// destination lock is awaited.
+	if err := exec(ctx, w.dstConn, "BEGIN; "+sessionSQL(w.dstVer)); err != nil {
+		return fmt.Errorf("destination: begin: %w", err)
+	}
+	res.DestLockWait, err = lock.Acquire(ctx, w.dstConn, lock.Request{
+		Side: "destination", Table: u.Dest.Ident(), Mode: lock.AccessExclusive,
+		Timeout: w.opts.LockTimeout, Watch: watch(w.dst)})
+	if err != nil {
+		return err
+	}
+
+	// 2. Source: lock before any query, so the snapshot (taken by the first
+	// query, the COPY) sees every write committed before the lock.
+	if err := exec(ctx, w.srcConn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "+sessionSQL(w.srcVer)); err != nil {
+		return fmt.Errorf("source: begin: %w", err)
+	}
+	res.SourceLockWait, err = lock.Acquire(ctx, w.srcConn, lock.Request{
+		Side: "source", Table: u.Source.Ident(), Mode: lock.Exclusive,
+		Timeout: w.opts.LockTimeout, Watch: watch(w.src)})
+	if err != nil {
+		return err
+	}
+	locked := time.Now()
+	defer func() { res.WritesBlocked = time.Since(locked) }()
+
+	// 3. Replace.
+	if err := exec(ctx, w.dstConn, truncateSQL(u.Dest)); err != nil {
+		return fmt.Errorf("destination: truncate %s: %w", u.Dest, err)
+	}
+
+	// 4. Stream.
+	start := time.Now()
+	srcSum, loaded, err := w.stream(ctx, u, res)
+	res.Copy = time.Since(start)
+	if err != nil {
+		poisoned = true
+		return err
+	}
+	res.Rows = srcSum.Rows
+
+	// 5. Verify inside both transactions.
+	start = time.Now()
+	dstSum, err := w.readBack(ctx, w.dstConn, u, loaded)
+	res.Verify = time.Since(start)
+	if err != nil {
+		poisoned = true
+		return err
+	}
+	if err := verify.Compare(u.Name(), w.opts.Verify, srcSum, dstSum); err != nil {
+		return err
+	}
+	if loaded != srcSum.Rows {
+		return &verify.MismatchError{Unit: u.Name(), Mode: verify.None, Source: srcSum, Dest: verify.Sum{Rows: loaded}}
+	}
+	if w.opts.Verify == verify.Checksum {
+		res.Checksum = srcSum.Checksum()
+	}
+
+	// 6. One commit point: the destination, then the source.
+	if err := commit(ctx, w.dstConn); err != nil {
+		if !uncertain(err) {
+			return fmt.Errorf("destination: commit: %w", err)
+		}
+		poisoned = true
+		res.Uncertain = true
+		if rerr := w.recheck(ctx, u, srcSum); rerr != nil {
+			return fmt.Errorf("destination: commit outcome unknown (%v); %w", err, rerr)
+		}
+		w.opts.Logger.Warn("destination commit outcome was unknown; re-check shows the copy committed",
+			"unit", u.Name(), "error", err)
+	}
+	done = true
+	if err := commit(ctx, w.srcConn); err != nil {
+		// The source transaction was read-only: nothing to lose. The
+		// server releases the lock when the session ends.
+		w.opts.Logger.Warn("source commit failed after the destination committed; discarding the connection",
+			"unit", u.Name(), "error", err)
+		closeConn(ctx, w.srcConn)
+		w.srcConn = nil
+	}
+	if res.Uncertain {
+		closeConn(ctx, w.dstConn)
+		w.dstConn = nil
+	}
+	return nil
+}
+
+// countingWriter hashes and counts the source stream on its way into the
+// pipe buffer.
+type countingWriter struct {
+	hash    *verify.Stream
+	out     io.Writer
+	onBytes func(int64)
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	if _, err := c.hash.Write(p); err != nil {
+		return 0, err
+	}
+	if c.onBytes != nil {
+		c.onBytes(int64(len(p)))
+	}
+	return c.out.Write(p)
+}
+
+// stream relays the source's COPY TO into the destination's COPY FROM and
+// returns the source's figures and the rows the destination loaded.
+func (w *worker) stream(ctx context.Context, u partition.Unit, res *Result) (verify.Sum, int64, error) {
+	hash := verify.NewStream(u.Binary, w.opts.Verify == verify.Checksum)
+	pr, pw := io.Pipe()
+	buf := bufio.NewWriterSize(pw, copyBuffer)
+	out := &countingWriter{hash: hash, out: buf, onBytes: w.opts.OnBytes}
+	srcDone := make(chan error, 1)
+	go func() {
+		_, err := w.srcConn.PgConn().CopyTo(ctx, out, copyOutSQL(u.Source, u.Columns, u.Binary))
+		if err == nil {
+			err = buf.Flush()
+		}
+		if err != nil && !errors.Is(err, io.ErrClosedPipe) {
+			err = fmt.Errorf("source: copy out of %s: %w", u.Source, err)
+		}
+		pw.CloseWithError(err) // nil: the reader sees EOF
+		srcDone <- err
+	}()
+	tag, dstErr := w.dstConn.PgConn().CopyFrom(ctx, pr, copyInSQL(u.Dest, u.Columns, u.Binary, u.Freeze))
+	pr.Close() // a writer still blocked in the pipe returns at once
+	srcErr := <-srcDone
+	res.Bytes = hash.Bytes()
+	switch {
+	case srcErr != nil && !errors.Is(srcErr, io.ErrClosedPipe):
+		return verify.Sum{}, 0, srcErr
+	case dstErr != nil:
+		return verify.Sum{}, 0, fmt.Errorf("destination: copy into %s: %w", u.Dest, dstErr)
+	case srcErr != nil:
+		return verify.Sum{}, 0, srcErr
+	}
+	sum, err := hash.Sum()
+	if err != nil {
+		return sum, 0, fmt.Errorf("source: copy out of %s: %w", u.Source, err)
+	}
+	return sum, tag.RowsAffected(), nil
+}
+
+// readBack computes the destination's figures from what it stored, inside
+// conn's transaction: a COPY read-back hashed the same way as the source
+// stream for checksums, count(*) for counts.
+func (w *worker) readBack(ctx context.Context, conn *pgx.Conn, u partition.Unit, loaded int64) (verify.Sum, error) {
+	switch w.opts.Verify {
+	case verify.Checksum:
+		hash := verify.NewStream(u.Binary, true)
+		if _, err := conn.PgConn().CopyTo(ctx, hash, copyOutSQL(u.Dest, u.Columns, u.Binary)); err != nil {
+			return verify.Sum{}, fmt.Errorf("destination: read back %s: %w", u.Dest, err)
+		}
+		return hash.Sum()
+	case verify.Count:
+		var n int64
+		if err := conn.QueryRow(ctx, countSQL(u.Dest)).Scan(&n); err != nil {
+			return verify.Sum{}, fmt.Errorf("destination: count %s: %w", u.Dest, err)
+		}
+		return verify.Sum{Rows: n}, nil
+	}
+	return verify.Sum{Rows: loaded}, nil
+}
+
+// recheck decides an unknown destination commit from a new connection,
+// while the source lock still holds the source data still: the unit
+// committed if the destination now holds exactly the source's rows.
+func (w *worker) recheck(ctx context.Context, u partition.Unit, srcSum verify.Sum) error {
+	conn, err := w.dst.connect(ctx)
+	if err != nil {
+		return fmt.Errorf("re-check impossible: %w", err)
+	}
+	defer closeConn(ctx, conn)
+	// ACCESS SHARE waits until a backend still finishing the commit ends.
+	req := lock.Request{Side: "destination", Table: u.Dest.Ident(), Mode: "ACCESS SHARE", Timeout: 4 * w.opts.LockTimeout}
+	if err := exec(ctx, conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "+sessionSQL(serverVersion(conn))); err != nil {
+		return fmt.Errorf("re-check: %w", err)
+	}
+	if _, err := lock.Acquire(ctx, conn, req); err != nil {
+		return fmt.Errorf("re-check: %w", err)
+	}
+	mode := w.opts.Verify
+	if mode == verify.None {
+		mode = verify.Count
+	}
+	check := *w
+	check.opts = &Options{Verify: mode}
+	dstSum, err := check.readBack(ctx, conn, u, 0)
+	if err != nil {
+		return fmt.Errorf("re-check: %w", err)
+	}
+	if err := verify.Compare(u.Name(), mode, srcSum, dstSum); err != nil {
+		return fmt.Errorf("re-check shows the destination without the copy (%s there), so it did not commit", dstSum)
+	}
+	return nil
+}

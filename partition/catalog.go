@@ -1,0 +1,196 @@
+package partition
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Querier is what catalog reads need: a *pgx.Conn or a pgx.Tx.
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Table is a resolved relation on one server.
+type Table struct {
+	OID    uint32
+	Schema string
+	Name   string
+	Kind   string // pg_class.relkind: "r" ordinary, "p" partitioned, ...
+}
+
+// Partitioned reports whether the table is a declaratively partitioned parent.
+func (t Table) Partitioned() bool { return t.Kind == "p" }
+
+// Ident is the table's quoted identifier.
+func (t Table) Ident() pgx.Identifier { return pgx.Identifier{t.Schema, t.Name} }
+
+// String is the table's name as SQL would write it.
+func (t Table) String() string { return t.Ident().Sanitize() }
+
+// NotFoundError says a table does not exist on one side. Not retryable.
+type NotFoundError struct {
+	Side string
+	Name string
+}
+
+func (e *NotFoundError) Error() string {
+	return fmt.Sprintf("%s: table %s does not exist", e.Side, e.Name)
+}
+
+// Resolve looks a name up as the server's regclass would (search_path,
+// quoting and all). A name that is not valid SQL is an error naming it.
+func Resolve(ctx context.Context, q Querier, side, name string) (Table, error) {
+	var t Table
+	err := q.QueryRow(ctx, `
+		SELECT c.oid, n.nspname, c.relname, c.relkind::text
+		FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.oid = pg_catalog.to_regclass($1)`, name).Scan(&t.OID, &t.Schema, &t.Name, &t.Kind)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return t, &NotFoundError{Side: side, Name: name}
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && (pgErr.Code == "42602" || pgErr.Code == "42601" || pgErr.Code == "3F000" || pgErr.Code == "42P01") {
+		// invalid name syntax, or a schema that does not exist
+		return t, &NotFoundError{Side: side, Name: fmt.Sprintf("%s (%s)", name, pgErr.Message)}
+	}
+	if err != nil {
+		return t, fmt.Errorf("%s: resolve table %s: %w", side, name, err)
+	}
+	switch t.Kind {
+	case "r", "p":
+		return t, nil
+	}
+	return t, &UnsupportedError{Side: side, Table: t.String(), Why: "is a " + kindName(t.Kind) + ", not a table"}
+}
+
+// UnsupportedError says an object cannot be copied as asked. Not retryable.
+type UnsupportedError struct {
+	Side, Table, Why string
+}
+
+func (e *UnsupportedError) Error() string { return fmt.Sprintf("%s: %s %s", e.Side, e.Table, e.Why) }
+
+func kindName(k string) string {
+	switch k {
+	case "v":
+		return "view"
+	case "m":
+		return "materialized view"
+	case "f":
+		return "foreign table"
+	case "S":
+		return "sequence"
+	case "i", "I":
+		return "index"
+	case "c":
+		return "composite type"
+	case "t":
+		return "TOAST table"
+	}
+	return "relation of kind " + k
+}
+
+// Leaves lists a partitioned table's leaf partitions, sub-partitions
+// included, ordered by name.
+func Leaves(ctx context.Context, q Querier, t Table) ([]Table, error) {
+	rows, err := q.Query(ctx, `
+		SELECT c.oid, n.nspname, c.relname, c.relkind::text
+		FROM pg_catalog.pg_partition_tree($1::oid::regclass) p
+		JOIN pg_catalog.pg_class c ON c.oid = p.relid
+		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		WHERE p.isleaf
+		ORDER BY n.nspname, c.relname`, t.OID)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Table, error) {
+		var l Table
+		err := r.Scan(&l.OID, &l.Schema, &l.Name, &l.Kind)
+		return l, err
+	})
+}
+
+// Column is one column of a table as the catalog describes it.
+type Column struct {
+	Name       string
+	Type       string // format_type with type modifier, user types schema-qualified
+	TypeOID    uint32
+	TypMod     int32
+	BuiltIn    bool // the type and any element/base type ship with PostgreSQL
+	Generated  bool
+	NotNull    bool
+	HasDefault bool
+}
+
+// Columns lists a table's live columns in physical order. Run it with
+// search_path set to pg_catalog only (see PinCatalogPath) so that types
+// outside pg_catalog come out schema-qualified and compare by name across
+// servers whose type OIDs differ.
+func Columns(ctx context.Context, q Querier, t Table) ([]Column, error) {
+	rows, err := q.Query(ctx, `
+		SELECT a.attname, a.atttypid, a.atttypmod,
+		       pg_catalog.format_type(a.atttypid, a.atttypmod),
+		       a.atttypid < 16384 AND ty.typelem < 16384 AND ty.typbasetype = 0,
+		       a.attgenerated <> '', a.attnotnull, a.atthasdef
+		FROM pg_catalog.pg_attribute a
+		JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid
+		WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+		ORDER BY a.attnum`, t.OID)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Column, error) {
+		var c Column
+		err := r.Scan(&c.Name, &c.TypeOID, &c.TypMod, &c.Type, &c.BuiltIn, &c.Generated, &c.NotNull, &c.HasDefault)
+		return c, err
+	})
+}
+
+// PinCatalogPath sets search_path to pg_catalog for the rest of the
+// transaction q runs in, so that format_type qualifies every other type.
+func PinCatalogPath(ctx context.Context, q Querier) error {
+	rows, err := q.Query(ctx, "SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)")
+	if err != nil {
+		return err
+	}
+	rows.Close()
+	return rows.Err()
+}
+
+// ForeignKey is a constraint on another table that references a table.
+type ForeignKey struct {
+	Name        string
+	Referencing string
+}
+
+// ReferencedBy lists foreign keys of other tables that reference t, which
+// make TRUNCATE t fail.
+func ReferencedBy(ctx context.Context, q Querier, t Table) ([]ForeignKey, error) {
+	rows, err := q.Query(ctx, `
+		SELECT c.conname, c.conrelid::regclass::text
+		FROM pg_catalog.pg_constraint c
+		WHERE c.contype = 'f' AND c.confrelid = $1 AND c.conrelid <> c.confrelid
+		ORDER BY 2, 1`, t.OID)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (ForeignKey, error) {
+		var f ForeignKey
+		err := r.Scan(&f.Name, &f.Referencing)
+		return f, err
+	})
+}
+
+func quoteList(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = pgx.Identifier{n}.Sanitize()
+	}
+	return strings.Join(q, ", ")
+}

@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,13 +14,14 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-	"sync"
 	"syscall"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/urfave/cli/v2"
 
 	"lockstep/copy"
+	"lockstep/partition"
 	"lockstep/verify"
 )
 
@@ -34,19 +36,22 @@ const (
 
 const exitCodesHelp = `EXIT CODES:
    0  every unit copied and verified
-   1  a unit failed at run time (it was rolled back; the others stand)
+   1  a unit failed at run time (it was rolled back; units that committed stand)
    2  bad usage or bad input, found before anything was copied
    3  stopped early (SIGINT/SIGTERM) with units rolled back or not started
-   4  verification mismatch (the unit was rolled back)`
+   4  verification mismatch (the unit was rolled back)
+   When units end differently, the worst wins: 4, then 1, then 3.`
+
+const defaultProgressInterval = 30 * time.Second
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	os.Exit(run(ctx, os.Args, os.Stdout, os.Stderr))
+	os.Exit(run(ctx, os.Args, os.Stdin, os.Stdout, os.Stderr))
 }
 
 // run is the whole program but for the process: tests call it directly.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	code := exitOK
 	secrets := []string{os.Getenv("PGPASSWORD")}
 	app := &cli.App{
@@ -56,10 +61,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			"streamed from COPY TO into COPY FROM, verified by row count and checksum inside both\n" +
 			"transactions, and committed on the destination before the source lock is released.",
 		CustomAppHelpTemplate: cli.AppHelpTemplate + "\n" + exitCodesHelp + "\n",
+		Reader:                stdin,
 		Writer:                stdout,
 		ErrWriter:             stderr,
 		ExitErrHandler:        func(*cli.Context, error) {},
-		Commands:              []*cli.Command{copyCommand(&code, &secrets)},
+		Commands:              []*cli.Command{copyCommand(&code, &secrets), planCommand(&code, &secrets)},
 	}
 	if err := app.RunContext(ctx, args); err != nil {
 		fmt.Fprintf(stderr, "lockstep: %s\n", oneLine(copy.Redact(err.Error(), secrets...)))
@@ -72,88 +78,237 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
-func copyCommand(code *int, secrets *[]string) *cli.Command {
+const connHelp = "Connection strings are libpq URLs or key=value strings; PGHOST, PGUSER, PGPASSWORD,\n" +
+	"~/.pgpass, sslmode and connect_timeout work as in libpq. A table name is written as SQL\n" +
+	"writes it: schema-qualified, double quotes where needed. A partitioned table is one unit\n" +
+	"per leaf partition; regexes are POSIX, matched by the source server against schema.table."
+
+// selectionFlags choose the units and describe the plan; copy and plan share them.
+func selectionFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "source", Usage: "source connection string", EnvVars: []string{"LOCKSTEP_SOURCE"}},
+		&cli.StringFlag{Name: "dest", Usage: "destination connection string", EnvVars: []string{"LOCKSTEP_DEST"}},
+		&cli.StringSliceFlag{Name: "table", Usage: "table to copy, as SQL writes it (repeatable)"},
+		&cli.StringSliceFlag{Name: "tables-matching", Usage: "every table or leaf partition whose schema.table matches this POSIX regex (repeatable)"},
+		&cli.StringFlag{Name: "tables-from", Usage: "read table names from this file, one per line, # comments (- for stdin)"},
+		&cli.StringSliceFlag{Name: "exclude", Usage: "drop units whose schema.table matches this POSIX regex (repeatable)"},
+		&cli.StringFlag{Name: "order", Value: string(partition.BySize), Usage: "size (largest first) or name"},
+		&cli.BoolFlag{Name: "exact-counts", Usage: "plan with count(*) of each unit instead of catalog estimates"},
+		&cli.DurationFlag{Name: "max-write-block", Usage: "refuse units predicted to block source writes longer; roll back a unit that does"},
+		&cli.Float64Flag{Name: "assume-mbps", Value: copy.DefaultAssumeMBps, Usage: "copy rate (MB of table per second) for predicted write-block times"},
+	}
+}
+
+func planCommand(code *int, secrets *[]string) *cli.Command {
 	return &cli.Command{
-		Name:      "copy",
-		Usage:     "copy tables (every leaf partition of a partitioned one) from source to destination",
-		UsageText: "lockstep copy --source DSN --dest DSN --table NAME [--table NAME ...] [options]",
-		Description: "Connection strings are libpq URLs or key=value strings; PGHOST, PGUSER, PGPASSWORD,\n" +
-			"~/.pgpass, sslmode and connect_timeout work as in libpq. A table name is written as SQL\n" +
-			"writes it: schema-qualified, double quotes where needed.\n\n" + exitCodesHelp,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "source", Usage: "source connection string", EnvVars: []string{"LOCKSTEP_SOURCE"}},
-			&cli.StringFlag{Name: "dest", Usage: "destination connection string", EnvVars: []string{"LOCKSTEP_DEST"}},
-			&cli.StringSliceFlag{Name: "table", Usage: "table to copy, as SQL writes it (repeatable)"},
-			&cli.DurationFlag{Name: "lock-timeout", Value: copy.DefaultLockTimeout, Usage: "longest wait for each table lock, on each side"},
-			&cli.IntFlag{Name: "lock-retries", Value: copy.DefaultLockRetries, Usage: "further attempts after a lock timeout, with backoff and jitter"},
-			&cli.StringFlag{Name: "verify", Value: string(verify.Checksum), Usage: "checksum, count or none"},
-			&cli.IntFlag{Name: "jobs", Value: copy.DefaultJobs, Usage: "units copied at once"},
-			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print failures and the total line only"},
-			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log each step"},
-		},
+		Name:        "plan",
+		Usage:       "print the units a copy would run, locking and changing nothing",
+		UsageText:   "lockstep plan --source DSN --dest DSN (--table NAME | --tables-matching RE | --tables-from FILE) [options]",
+		Description: connHelp + "\n\n" + exitCodesHelp,
+		Flags: append(selectionFlags(),
+			&cli.StringFlag{Name: "format", Value: "text", Usage: "text or json"}),
 		Action: func(c *cli.Context) error {
-			if c.Args().Present() {
-				return fmt.Errorf("unexpected argument %q (tables are given with --table)", c.Args().First())
+			opts, err := options(c, secrets)
+			if err != nil {
+				return err
 			}
-			opts := copyOptions(c)
-			for _, dsn := range []string{opts.Source, opts.Dest} {
-				if cfg, err := pgx.ParseConfig(dsn); err == nil {
-					*secrets = append(*secrets, cfg.Password)
-				}
-			}
-			var err error
-			*code, err = runCopy(c.Context, opts, c.Bool("quiet"), c.App.Writer, *secrets)
+			*code, err = runPlan(c.Context, opts, c.String("format"), c.App.Writer)
 			return err
 		},
 	}
 }
 
-func copyOptions(c *cli.Context) copy.Options {
+func copyCommand(code *int, secrets *[]string) *cli.Command {
+	return &cli.Command{
+		Name:        "copy",
+		Usage:       "copy tables (every leaf partition of a partitioned one) from source to destination",
+		UsageText:   "lockstep copy --source DSN --dest DSN (--table NAME | --tables-matching RE | --tables-from FILE) [options]",
+		Description: connHelp + "\n\n" + exitCodesHelp,
+		Flags: append(selectionFlags(),
+			&cli.DurationFlag{Name: "lock-timeout", Value: copy.DefaultLockTimeout, Usage: "longest wait for each table lock, on each side"},
+			&cli.IntFlag{Name: "lock-retries", Value: copy.DefaultLockRetries, Usage: "further attempts after a lock timeout, with backoff and jitter"},
+			&cli.StringFlag{Name: "verify", Value: string(verify.Checksum), Usage: "checksum, count or none"},
+			&cli.IntFlag{Name: "jobs", Value: copy.DefaultJobs, Usage: "units copied at once, each on its own pair of connections"},
+			&cli.BoolFlag{Name: "fail-fast", Usage: "start no new unit after one failed"},
+			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan and stop (same as lockstep plan)"},
+			&cli.StringFlag{Name: "report", Usage: "write a JSON report of the run to this file, whatever the outcome"},
+			&cli.DurationFlag{Name: "progress-interval", Value: defaultProgressInterval, Usage: "when not on a terminal, print a status line this often"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print failures and the total line only"},
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log each step"},
+		),
+		Action: func(c *cli.Context) error {
+			opts, err := options(c, secrets)
+			if err != nil {
+				return err
+			}
+			if c.Bool("dry-run") {
+				*code, err = runPlan(c.Context, opts, "text", c.App.Writer)
+				return err
+			}
+			ui := &output{out: c.App.Writer, errOut: c.App.ErrWriter, quiet: c.Bool("quiet"),
+				interval: c.Duration("progress-interval"), secrets: *secrets, tty: isTerminal(c.App.ErrWriter)}
+			*code, err = runCopy(c.Context, opts, ui, c.String("report"))
+			return err
+		},
+	}
+}
+
+// options turns flags into copy.Options and records the passwords to redact.
+func options(c *cli.Context, secrets *[]string) (copy.Options, error) {
+	if c.Args().Present() {
+		return copy.Options{}, fmt.Errorf("unexpected argument %q (tables are given with --table)", c.Args().First())
+	}
 	level := slog.LevelWarn
 	if c.Bool("verbose") {
 		level = slog.LevelDebug
 	}
-	return copy.Options{
-		Source:      c.String("source"),
-		Dest:        c.String("dest"),
-		Tables:      c.StringSlice("table"),
-		LockTimeout: c.Duration("lock-timeout"),
-		LockRetries: c.Int("lock-retries"),
-		Verify:      verify.Mode(c.String("verify")),
-		Jobs:        c.Int("jobs"),
-		Logger:      slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})),
+	opts := copy.Options{
+		Source: c.String("source"),
+		Dest:   c.String("dest"),
+		Selection: partition.Selection{
+			Tables:   c.StringSlice("table"),
+			Matching: c.StringSlice("tables-matching"),
+			Exclude:  c.StringSlice("exclude"),
+			Order:    partition.Order(c.String("order")),
+		},
+		ExactCounts:   c.Bool("exact-counts"),
+		MaxWriteBlock: c.Duration("max-write-block"),
+		AssumeMBps:    c.Float64("assume-mbps"),
+		LockTimeout:   c.Duration("lock-timeout"),
+		LockRetries:   c.Int("lock-retries"),
+		Verify:        verify.Mode(c.String("verify")),
+		Jobs:          c.Int("jobs"),
+		FailFast:      c.Bool("fail-fast"),
+		Logger:        slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})),
 	}
+	for _, dsn := range []string{opts.Source, opts.Dest} {
+		if cfg, err := pgx.ParseConfig(dsn); err == nil {
+			*secrets = append(*secrets, cfg.Password)
+		}
+	}
+	if f := c.String("tables-from"); f != "" {
+		names, err := readNames(f, c.App.Reader)
+		if err != nil {
+			return opts, err
+		}
+		if len(names) == 0 {
+			return opts, fmt.Errorf("--tables-from %s: no table names in it", f)
+		}
+		opts.Tables = append(opts.Tables, names...)
+	}
+	return opts, nil
 }
 
-// runCopy runs a copy, prints a line per unit and a total, and returns the
-// exit code: the worst outcome wins (mismatch, then failure, then
-// interruption). An error is returned only when nothing was copied.
-func runCopy(ctx context.Context, opts copy.Options, quiet bool, out io.Writer, secrets []string) (int, error) {
-	var mu sync.Mutex
-	opts.OnUnit = func(r copy.Result) {
-		if quiet && r.Status == copy.StatusOK {
-			return
+func readNames(path string, stdin io.Reader) ([]string, error) {
+	r := stdin
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("--tables-from: %w", err)
 		}
-		mu.Lock()
-		defer mu.Unlock()
-		fmt.Fprintln(out, oneLine(copy.Redact(r.String(), secrets...)))
+		defer f.Close()
+		r = f
 	}
-	rep, err := copy.Run(ctx, opts)
+	names, err := partition.ReadNames(r)
+	if err != nil {
+		return nil, fmt.Errorf("--tables-from %s: %w", path, err)
+	}
+	return names, nil
+}
+
+// runPlan prints the plan; units refused by --max-write-block are printed
+// and make it exit 2.
+func runPlan(ctx context.Context, opts copy.Options, format string, out io.Writer) (int, error) {
+	if format != "text" && format != "json" {
+		return exitBadInput, fmt.Errorf("unknown --format %q (want text or json)", format)
+	}
+	p, err := copy.MakePlan(ctx, opts)
+	if p != nil {
+		if format == "json" {
+			enc := json.NewEncoder(out)
+			enc.SetIndent("", "  ")
+			enc.Encode(p)
+		} else {
+			p.WriteText(out)
+		}
+	}
+	return exitCode(nil, err), err
+}
+
+// runCopy plans, copies, reports, and returns the exit code. An error is
+// returned only when nothing was copied.
+func runCopy(ctx context.Context, opts copy.Options, ui *output, reportPath string) (int, error) {
+	started := time.Now()
+	p, err := copy.MakePlan(ctx, opts)
+	if err != nil {
+		writeReport(reportPath, opts, ui.secrets, nil, started, err)
+		return exitCode(nil, err), err
+	}
+	ui.begin(ctx, p)
+	opts.OnStart, opts.OnUnit, opts.OnBytes = ui.unitStarted, ui.unitDone, ui.addBytes
+	rep, err := p.WithCallbacks(opts.OnStart, opts.OnUnit, opts.OnBytes).Execute(ctx)
+	ui.end(rep)
+	if werr := writeReport(reportPath, opts, ui.secrets, rep, started, err); werr != nil {
+		fmt.Fprintf(ui.errOut, "lockstep: %s\n", werr)
+	}
+	return exitCode(rep, err), nil
+}
+
+// exitCode maps an outcome to the documented codes; the worst wins.
+func exitCode(rep *copy.Report, err error) int {
 	var bad *copy.BadInputError
 	switch {
 	case errors.As(err, &bad):
-		return exitBadInput, err
+		return exitBadInput
+	case rep == nil && err != nil:
+		return exitInterrupted
 	case rep == nil:
-		return exitInterrupted, err
-	}
-	fmt.Fprintln(out, rep.Summary())
-	switch {
+		return exitOK
 	case rep.Mismatch > 0:
-		return exitMismatch, nil
+		return exitMismatch
 	case rep.Failed > 0:
-		return exitFailed, nil
+		return exitFailed
 	case err != nil:
-		return exitInterrupted, nil
+		return exitInterrupted
 	}
-	return exitOK, nil
+	return exitOK
+}
+
+// jsonReport is what --report writes.
+type jsonReport struct {
+	Started  time.Time      `json:"started"`
+	Finished time.Time      `json:"finished"`
+	ExitCode int            `json:"exit_code"`
+	Error    string         `json:"error,omitempty"`
+	Options  map[string]any `json:"options"`
+	Run      *copy.Report   `json:"run,omitempty"`
+}
+
+func writeReport(path string, opts copy.Options, secrets []string, rep *copy.Report, started time.Time, runErr error) error {
+	if path == "" {
+		return nil
+	}
+	r := jsonReport{Started: started, Finished: time.Now(), ExitCode: exitCode(rep, runErr), Run: rep,
+		Options: map[string]any{
+			"source": copy.Redact(opts.Source, secrets...), "dest": copy.Redact(opts.Dest, secrets...),
+			"tables": opts.Tables, "tables_matching": opts.Matching, "exclude": opts.Exclude, "order": opts.Order,
+			"jobs": opts.Jobs, "fail_fast": opts.FailFast, "verify": opts.Verify, "lock_timeout": opts.LockTimeout.String(),
+			"lock_retries": opts.LockRetries, "max_write_block": opts.MaxWriteBlock.String(), "assume_mbps": opts.AssumeMBps,
+		}}
+	if runErr != nil {
+		r.Error = oneLine(copy.Redact(runErr.Error(), secrets...))
+	}
+	if rep != nil {
+		for i := range rep.Units {
+			rep.Units[i].Error = copy.Redact(rep.Units[i].Error, secrets...)
+		}
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("--report: %w", err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("--report: %w", err)
+	}
+	return nil
 }

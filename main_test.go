@@ -48,7 +48,7 @@ func snapshot(t *testing.T, dsn string) string {
 func lockstep(t *testing.T, ctx context.Context, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	code := run(ctx, append([]string{"lockstep"}, args...), &out, &errOut)
+	code := run(ctx, append([]string{"lockstep"}, args...), strings.NewReader(""), &out, &errOut)
 	return code, out.String(), errOut.String()
 }
 

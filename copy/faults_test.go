@@ -1,10 +1,13 @@
 package copy_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -298,9 +301,15 @@ func TestLockRetrySucceeds(t *testing.T) {
 	if _, err := tx.Exec(ctx, "LOCK TABLE big IN ROW EXCLUSIVE MODE"); err != nil {
 		t.Fatal(err)
 	}
-	time.AfterFunc(700*time.Millisecond, func() { tx.Rollback(ctx) })
 	o := opts(f.src, f.dst, "big")
 	o.LockTimeout, o.LockRetries, o.RetryBackoff = 300*time.Millisecond, 5, 100*time.Millisecond
+	// Release the blocker once lockstep has given up a first attempt.
+	var once sync.Once
+	o.Logger = slog.New(slog.NewTextHandler(writerFunc(func(p []byte) {
+		if bytes.Contains(p, []byte("retrying")) {
+			once.Do(func() { tx.Rollback(ctx) })
+		}
+	}), nil))
 	rep := mustCopy(t, o)
 	if rep.Units[0].Attempts < 2 {
 		t.Errorf("attempts = %d, want a retry", rep.Units[0].Attempts)
@@ -309,6 +318,10 @@ func TestLockRetrySucceeds(t *testing.T) {
 		t.Error("destination differs from source after the retried copy")
 	}
 }
+
+type writerFunc func(p []byte)
+
+func (w writerFunc) Write(p []byte) (int, error) { w(p); return len(p), nil }
 
 // While a unit runs, writers to its source table wait; right after the
 // source lock is released they proceed, and their rows are not part of the

@@ -10,6 +10,7 @@ import (
 
 	"lockstep/copy"
 	"lockstep/internal/pgtest"
+	"lockstep/partition"
 	"lockstep/verify"
 )
 
@@ -80,7 +81,7 @@ func count(t *testing.T, dsn, table string) int64 {
 }
 
 func opts(src, dst string, tables ...string) copy.Options {
-	return copy.Options{Source: src, Dest: dst, Tables: tables, LockTimeout: 2 * time.Second, LockRetries: 0, Verify: verify.Checksum}
+	return copy.Options{Source: src, Dest: dst, Selection: partition.Selection{Tables: tables}, Jobs: 1, LockTimeout: 2 * time.Second, LockRetries: 0, Verify: verify.Checksum}
 }
 
 // mustCopy runs a copy that must succeed and returns its report.

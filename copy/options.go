@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"lockstep/partition"
 	"lockstep/verify"
 )
 
@@ -14,8 +15,12 @@ const (
 	DefaultLockTimeout  = 5 * time.Second
 	DefaultLockRetries  = 3
 	DefaultRetryBackoff = time.Second
-	DefaultJobs         = 1
-	DefaultConnect      = 10 * time.Second
+	DefaultJobs         = 2
+	// DefaultAssumeMBps is the copy rate (MB of on-disk table per second,
+	// verification included) that plans predict write-block times with;
+	// measured by scripts/bench.sh on a 2-core machine with both servers.
+	DefaultAssumeMBps = 40.0
+	DefaultConnect    = 10 * time.Second
 	// copyBuffer sits between the source's COPY TO, which hands over one
 	// row at a time, and the destination's COPY FROM; without it the relay
 	// runs at about half speed.
@@ -24,17 +29,24 @@ const (
 
 // Options is one copy run.
 type Options struct {
-	Source, Dest string   // connection strings (URL or key=value; PG* env vars apply)
-	Tables       []string // names as SQL writes them
+	Source, Dest string // connection strings (URL or key=value; PG* env vars apply)
+	partition.Selection
+	ExactCounts  bool // plan with count(*) instead of catalog estimates
 	LockTimeout  time.Duration
 	LockRetries  int           // further attempts after a lock timeout
 	RetryBackoff time.Duration // first pause between lock attempts, doubled per attempt
 	Verify       verify.Mode
 	Jobs         int
-	Logger       *slog.Logger
-	// OnUnit, when set, is called once per unit as it ends (from the
-	// unit's worker goroutine).
-	OnUnit func(Result)
+	FailFast     bool // start no unit after one failed
+	// MaxWriteBlock, when set, refuses units predicted (at AssumeMBps) to
+	// block source writes longer, and rolls back a unit that overruns it.
+	MaxWriteBlock time.Duration
+	AssumeMBps    float64
+	Logger        *slog.Logger
+	// OnStart and OnUnit, when set, are called as each unit starts and
+	// ends (from the unit's worker goroutine).
+	OnStart func(unit string)
+	OnUnit  func(Result)
 	// OnBytes, when set, is called with each chunk's size as data streams
 	// (from worker goroutines; keep it cheap).
 	OnBytes func(n int64)
@@ -48,8 +60,20 @@ func (o *Options) Validate() error {
 	if o.Dest == "" {
 		return errors.New("destination: no connection string (--dest or LOCKSTEP_DEST)")
 	}
-	if len(o.Tables) == 0 {
-		return errors.New("no table selected (--table)")
+	if o.Selection.Empty() {
+		return errors.New("no table selected (--table, --tables-matching or --tables-from)")
+	}
+	if o.Order == "" {
+		o.Order = partition.BySize
+	}
+	if _, err := partition.ParseOrder(string(o.Order)); err != nil {
+		return err
+	}
+	if o.AssumeMBps == 0 {
+		o.AssumeMBps = DefaultAssumeMBps
+	}
+	if o.AssumeMBps < 0 || o.MaxWriteBlock < 0 {
+		return errors.New("--assume-mbps and --max-write-block must not be negative")
 	}
 	if o.LockTimeout == 0 {
 		o.LockTimeout = DefaultLockTimeout

@@ -2,8 +2,10 @@ package copy
 
 import (
 	"fmt"
+	"io"
 	"slices"
 	"strings"
+	"text/tabwriter"
 	"time"
 )
 
@@ -91,14 +93,33 @@ type Report struct {
 	Interrupted int           `json:"interrupted"`
 	Rows        int64         `json:"rows"`
 	Bytes       int64         `json:"bytes"`
+	// Writes-blocked times of the units that committed.
+	BlockedP50 time.Duration `json:"writes_blocked_p50_ns"`
+	BlockedP95 time.Duration `json:"writes_blocked_p95_ns"`
+	BlockedMax time.Duration `json:"writes_blocked_max_ns"`
+}
+
+// percentile is the nearest-rank percentile of sorted durations.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(p*float64(len(sorted))+0.999999) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
 }
 
 func (r *Report) tally() {
+	var blocked []time.Duration
+	defer func() {
+		slices.Sort(blocked)
+		r.BlockedP50, r.BlockedP95, r.BlockedMax = percentile(blocked, 0.50), percentile(blocked, 0.95), percentile(blocked, 1)
+	}()
 	r.OK, r.Failed, r.Mismatch, r.Left, r.Interrupted, r.Rows, r.Bytes = 0, 0, 0, 0, 0, 0, 0
 	for _, u := range r.Units {
 		switch u.Status {
 		case StatusOK:
 			r.OK++
+			blocked = append(blocked, u.WritesBlocked)
 			r.Rows += u.Rows
 			r.Bytes += u.Bytes
 		case StatusFailed:
@@ -113,23 +134,28 @@ func (r *Report) tally() {
 	}
 }
 
+// MBps is the run's aggregate rate over its wall time.
+func (r *Report) MBps() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.Bytes) / 1e6 / r.Elapsed.Seconds()
+}
+
 // Summary is the run's closing line.
 func (r *Report) Summary() string {
-	var blocked []time.Duration
+	return fmt.Sprintf("total: %d units ok, %d failed, %d mismatched, %d interrupted, %d not started; rows=%d bytes=%.1fMB in %s (%.1fMB/s); writes blocked p50=%s p95=%s max=%s",
+		r.OK, r.Failed, r.Mismatch, r.Interrupted, r.Left, r.Rows, float64(r.Bytes)/1e6, r.Elapsed.Round(time.Millisecond), r.MBps(),
+		ms(r.BlockedP50), ms(r.BlockedP95), ms(r.BlockedMax))
+}
+
+// WriteTable prints one row per unit.
+func (r *Report) WriteTable(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "UNIT	ROWS	MB	FORMAT	LOCK WAIT (DST/SRC)	WRITES BLOCKED	COPY	VERIFY	STATUS	")
 	for _, u := range r.Units {
-		if u.Status == StatusOK {
-			blocked = append(blocked, u.WritesBlocked)
-		}
+		fmt.Fprintf(tw, "%s	%d	%.1f	%s	%s/%s	%s	%s	%s	%s	\n", u.Unit, u.Rows, float64(u.Bytes)/1e6, u.Format,
+			ms(u.DestLockWait), ms(u.SourceLockWait), ms(u.WritesBlocked), ms(u.Copy), ms(u.Verify), u.Status)
 	}
-	slices.Sort(blocked)
-	maxBlocked := time.Duration(0)
-	if len(blocked) > 0 {
-		maxBlocked = blocked[len(blocked)-1]
-	}
-	rate := 0.0
-	if r.Elapsed > 0 {
-		rate = float64(r.Bytes) / 1e6 / r.Elapsed.Seconds()
-	}
-	return fmt.Sprintf("total: %d units ok, %d failed, %d mismatched, %d interrupted, %d not started; rows=%d bytes=%.1fMB in %s (%.1fMB/s); writes blocked at most %s per unit",
-		r.OK, r.Failed, r.Mismatch, r.Interrupted, r.Left, r.Rows, float64(r.Bytes)/1e6, r.Elapsed.Round(time.Millisecond), rate, ms(maxBlocked))
+	return tw.Flush()
 }

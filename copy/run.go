@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -18,31 +19,17 @@ import (
 // returned error joins the units' errors, plus ErrInterrupted when ctx ended
 // with units not started. The report is complete in every case but bad input.
 func Run(ctx context.Context, opts Options) (*Report, error) {
-	if err := opts.Validate(); err != nil {
-		return nil, &BadInputError{err}
-	}
-	src, err := parseSide("source", opts.Source)
+	p, err := MakePlan(ctx, opts)
 	if err != nil {
-		return nil, &BadInputError{err}
+		return nil, err
 	}
-	dst, err := parseSide("destination", opts.Dest)
-	if err != nil {
-		return nil, &BadInputError{err}
-	}
-	units, err := plan(ctx, src, dst, opts.Tables)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("%w while planning: %v", ErrInterrupted, err)
-		}
-		return nil, &BadInputError{err}
-	}
-	return execute(ctx, &opts, src, dst, units)
+	return p.Execute(ctx)
 }
 
 // plan connects to both sides, checks they are different databases, and
 // reads both catalogs in read-only transactions that lock nothing beyond
 // catalog reads.
-func plan(ctx context.Context, src, dst *side, tables []string) ([]partition.Unit, error) {
+func plan(ctx context.Context, src, dst *side, opts *Options) ([]partition.Unit, error) {
 	type opened struct {
 		conn *pgx.Conn
 		err  error
@@ -73,8 +60,11 @@ func plan(ctx context.Context, src, dst *side, tables []string) ([]partition.Uni
 		}
 		defer rollback(ctx, c)
 	}
-	sameMajor := serverVersion(sc.conn)/10000 == serverVersion(dc.conn)/10000
-	return partition.Plan(ctx, sc.conn, dc.conn, tables, sameMajor)
+	return partition.Plan(ctx, sc.conn, dc.conn, partition.Options{
+		Selection:   opts.Selection,
+		SameMajor:   serverVersion(sc.conn)/10000 == serverVersion(dc.conn)/10000,
+		ExactCounts: opts.ExactCounts,
+	})
 }
 
 // sameDatabase tells whether two connections reach one database of one
@@ -102,19 +92,26 @@ func execute(ctx context.Context, opts *Options, src, dst *side, units []partiti
 	}
 	var g errgroup.Group
 	g.SetLimit(opts.Jobs)
+	var failed atomic.Bool // with FailFast: start nothing more
 	for i, u := range units {
 		rep.Units[i] = Result{Unit: u.Name(), Format: u.Format(), Freeze: u.Freeze, Status: StatusNotStarted}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || failed.Load() {
 			continue
 		}
 		g.Go(func() error {
 			w := <-workers
 			defer func() { workers <- w }()
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || failed.Load() {
 				return nil
+			}
+			if opts.OnStart != nil {
+				opts.OnStart(u.Name())
 			}
 			r := w.run(ctx, u)
 			rep.Units[i] = r
+			if r.Status != StatusOK && opts.FailFast {
+				failed.Store(true)
+			}
 			if r.Status == StatusOK {
 				opts.Logger.Debug("unit copied", "unit", r.Unit, "rows", r.Rows, "bytes", r.Bytes)
 			}
@@ -137,7 +134,7 @@ func execute(ctx context.Context, opts *Options, src, dst *side, units []partiti
 			errs = append(errs, r.Err)
 		}
 	}
-	if rep.Left+rep.Interrupted > 0 {
+	if rep.Left+rep.Interrupted > 0 && !failed.Load() {
 		errs = append(errs, fmt.Errorf("%w: %d of %d units rolled back or not started", ErrInterrupted, rep.Left+rep.Interrupted, len(units)))
 	}
 	return rep, errors.Join(errs...)

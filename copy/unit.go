@@ -138,27 +138,46 @@ func (w *worker) attempt(ctx context.Context, u partition.Unit, res *Result) (er
 	locked := time.Now()
 	defer func() { res.WritesBlocked = time.Since(locked) }()
 
+	// From here writes to the source table wait on us: --max-write-block
+	// bounds this stretch, up to the commit point.
+	bctx := ctx
+	if w.opts.MaxWriteBlock > 0 {
+		var cancel context.CancelFunc
+		bctx, cancel = context.WithTimeoutCause(ctx, w.opts.MaxWriteBlock,
+			&WriteBlockError{Unit: u.Name(), Limit: w.opts.MaxWriteBlock})
+		defer cancel()
+	}
+	overrun := func(err error) error {
+		if bctx.Err() != nil && ctx.Err() == nil {
+			return context.Cause(bctx)
+		}
+		return err
+	}
+
 	// 3. Replace.
-	if err := exec(ctx, w.dstConn, truncateSQL(u.Dest)); err != nil {
-		return fmt.Errorf("destination: truncate %s: %w", u.Dest, err)
+	if err := exec(bctx, w.dstConn, truncateSQL(u.Dest)); err != nil {
+		return overrun(fmt.Errorf("destination: truncate %s: %w", u.Dest, err))
 	}
 
 	// 4. Stream.
 	start := time.Now()
-	srcSum, loaded, err := w.stream(ctx, u, res)
+	srcSum, loaded, err := w.stream(bctx, u, res)
 	res.Copy = time.Since(start)
 	if err != nil {
 		poisoned = true
-		return err
+		return overrun(err)
 	}
 	res.Rows = srcSum.Rows
 
 	// 5. Verify inside both transactions.
 	start = time.Now()
-	dstSum, err := w.readBack(ctx, w.dstConn, u, loaded)
+	dstSum, err := w.readBack(bctx, w.dstConn, u, loaded)
 	res.Verify = time.Since(start)
 	if err != nil {
 		poisoned = true
+		return overrun(err)
+	}
+	if err := overrun(nil); err != nil {
 		return err
 	}
 	if err := verify.Compare(u.Name(), w.opts.Verify, srcSum, dstSum); err != nil {
@@ -198,6 +217,18 @@ func (w *worker) attempt(ctx context.Context, u partition.Unit, res *Result) (er
 		w.dstConn = nil
 	}
 	return nil
+}
+
+// WriteBlockError says a unit would have blocked writes to its source
+// table longer than --max-write-block; it was rolled back. Retrying it
+// alone will not help: split it, or allow a longer block.
+type WriteBlockError struct {
+	Unit  string
+	Limit time.Duration
+}
+
+func (e *WriteBlockError) Error() string {
+	return fmt.Sprintf("%s: writes blocked longer than --max-write-block %s; rolled back", e.Unit, e.Limit)
 }
 
 // countingWriter hashes and counts the source stream on its way into the

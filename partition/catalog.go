@@ -22,6 +22,7 @@ type Table struct {
 	Schema string
 	Name   string
 	Kind   string // pg_class.relkind: "r" ordinary, "p" partitioned, ...
+	Bound  string // for a leaf listed by Leaves: its partition bounds, outermost first
 }
 
 // Partitioned reports whether the table is a declaratively partitioned parent.
@@ -100,7 +101,12 @@ func kindName(k string) string {
 // included, ordered by name.
 func Leaves(ctx context.Context, q Querier, t Table) ([]Table, error) {
 	rows, err := q.Query(ctx, `
-		SELECT c.oid, n.nspname, c.relname, c.relkind::text
+		SELECT c.oid, n.nspname, c.relname, c.relkind::text,
+		       -- the bounds of the leaf and of each ancestor below t
+		       (SELECT string_agg(pg_catalog.pg_get_expr(a.relpartbound, a.oid), ' / ' ORDER BY pa.level DESC)
+		          FROM pg_catalog.pg_partition_ancestors(c.oid) WITH ORDINALITY AS pa(relid, level)
+		          JOIN pg_catalog.pg_class a ON a.oid = pa.relid
+		         WHERE a.oid <> $1 AND a.oid IN (SELECT relid FROM pg_catalog.pg_partition_tree($1::oid::regclass)))
 		FROM pg_catalog.pg_partition_tree($1::oid::regclass) p
 		JOIN pg_catalog.pg_class c ON c.oid = p.relid
 		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -111,7 +117,7 @@ func Leaves(ctx context.Context, q Querier, t Table) ([]Table, error) {
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Table, error) {
 		var l Table
-		err := r.Scan(&l.OID, &l.Schema, &l.Name, &l.Kind)
+		err := r.Scan(&l.OID, &l.Schema, &l.Name, &l.Kind, &l.Bound)
 		return l, err
 	})
 }

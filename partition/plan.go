@@ -2,19 +2,26 @@ package partition
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Unit is one table (or leaf partition) to copy, with everything decided
 // before anything is locked.
 type Unit struct {
-	Source, Dest Table
-	Columns      []string // copied columns, by name, in source order
-	Skipped      []string // columns left out, with the reason
-	Binary       bool
-	FormatWhy    string // why binary or text
-	Freeze       bool   // COPY FREEZE is possible after TRUNCATE
+	Source, Dest    Table
+	Columns         []string // copied columns, by name, in source order
+	Skipped         []string // columns left out, with the reason
+	Binary          bool
+	FormatWhy       string // why binary or text
+	Freeze          bool   // COPY FREEZE is possible after TRUNCATE
+	Estimate        Estimate
+	DestTriggers    []string // user triggers on the destination table
+	DestForeignKeys []string // foreign keys of the destination table
 }
 
 // Name names the unit in messages: the source table, and the destination
@@ -156,13 +163,20 @@ func MatchColumns(unit Table, dest Table, src, dst []Column, sameMajor bool) (co
 	return cols, skipped, binary, why, nil
 }
 
-// Plan turns table names into units. src and dst are read-only
+// Options is what Plan needs besides the two catalogs.
+type Options struct {
+	Selection
+	SameMajor   bool // both servers run one major version: binary is possible
+	ExactCounts bool // count(*) each unit on the source instead of catalog estimates
+}
+
+// Plan turns a selection into units. src and dst are read-only
 // transactions on each side; names are resolved first with each server's
-// own search_path, then the search_path is pinned for type names.
-// Selecting the same destination table twice yields one unit.
-func Plan(ctx context.Context, src, dst Querier, names []string, sameMajor bool) ([]Unit, error) {
+// own search_path, then the search_path is pinned for type names. A table
+// selected twice yields one unit. An empty selection is an error.
+func Plan(ctx context.Context, src, dst Querier, o Options) ([]Unit, error) {
 	var pairs []tablePair
-	for _, n := range names {
+	for _, n := range o.Tables {
 		s, err := Resolve(ctx, src, "source", n)
 		if err != nil {
 			return nil, err
@@ -173,31 +187,77 @@ func Plan(ctx context.Context, src, dst Querier, names []string, sameMajor bool)
 		}
 		pairs = append(pairs, tablePair{s, d})
 	}
+	for _, re := range o.Matching {
+		found, err := matching(ctx, src, re)
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range found {
+			d, err := Resolve(ctx, dst, "destination", s.String())
+			var nf *NotFoundError
+			if err != nil && !errors.As(err, &nf) {
+				return nil, err
+			}
+			pairs = append(pairs, tablePair{s, d}) // d.OID == 0: missing, unless excluded below
+		}
+	}
 	if err := PinCatalogPath(ctx, src); err != nil {
 		return nil, fmt.Errorf("source: %w", err)
 	}
 	if err := PinCatalogPath(ctx, dst); err != nil {
 		return nil, fmt.Errorf("destination: %w", err)
 	}
-	var units []Unit
+	var all []tablePair
 	seen := map[uint32]bool{}
 	for _, p := range pairs {
+		if p.d.OID == 0 {
+			all = append(all, p)
+			continue
+		}
 		expanded, err := expand(ctx, src, dst, p.s, p.d)
 		if err != nil {
 			return nil, err
 		}
 		for _, e := range expanded {
-			if seen[e.d.OID] {
-				continue
+			if !seen[e.d.OID] {
+				seen[e.d.OID] = true
+				all = append(all, e)
 			}
-			seen[e.d.OID] = true
-			u, err := planUnit(ctx, src, dst, e.s, e.d, sameMajor)
-			if err != nil {
-				return nil, err
-			}
-			units = append(units, u)
 		}
 	}
+	if len(o.Exclude) > 0 && len(all) > 0 {
+		names := make([]string, len(all))
+		for i, p := range all {
+			names[i] = p.s.qualified()
+		}
+		drop, err := excluded(ctx, src, names, o.Exclude)
+		if err != nil {
+			return nil, err
+		}
+		all = slices.DeleteFunc(all, func(p tablePair) bool { return drop[p.s.qualified()] })
+	}
+	var missing []string
+	for _, p := range all {
+		if p.d.OID == 0 {
+			missing = append(missing, p.s.String())
+		}
+	}
+	if len(missing) > 0 {
+		return nil, &SchemaError{Side: "destination", Table: "--tables-matching " + strings.Join(o.Matching, ", "),
+			Why: fmt.Sprintf("%d matching table(s) missing: %s", len(missing), strings.Join(missing, ", "))}
+	}
+	if len(all) == 0 {
+		return nil, errors.New("source: the selection matches no table")
+	}
+	units := make([]Unit, 0, len(all))
+	for _, p := range all {
+		u, err := planUnit(ctx, src, dst, p.s, p.d, o)
+		if err != nil {
+			return nil, err
+		}
+		units = append(units, u)
+	}
+	orderUnits(units, o.Order)
 	return units, nil
 }
 
@@ -222,23 +282,30 @@ func expand(ctx context.Context, src, dst Querier, s, d Table) ([]tablePair, err
 		byName[l.String()] = l
 	}
 	var out []tablePair
-	var missing []string
+	var missing, differ []string
 	for _, l := range sl {
 		m, ok := byName[l.String()]
-		if !ok {
+		switch {
+		case !ok:
 			missing = append(missing, l.String())
-			continue
+		case l.Bound != m.Bound:
+			differ = append(differ, fmt.Sprintf("%s is %s on the source but %s on the destination", l, l.Bound, m.Bound))
+		default:
+			out = append(out, tablePair{l, m})
 		}
-		out = append(out, tablePair{l, m})
 	}
 	if len(missing) > 0 {
 		return nil, &SchemaError{Side: "destination", Table: d.String(),
 			Why: fmt.Sprintf("lacks partition(s) %s that the source has; create them with the same bounds", strings.Join(missing, ", "))}
 	}
+	if len(differ) > 0 {
+		return nil, &SchemaError{Side: "destination", Table: d.String(),
+			Why: "partition bounds differ: " + strings.Join(differ, "; ")}
+	}
 	return out, nil
 }
 
-func planUnit(ctx context.Context, src, dst Querier, s, d Table, sameMajor bool) (Unit, error) {
+func planUnit(ctx context.Context, src, dst Querier, s, d Table, o Options) (Unit, error) {
 	sc, err := Columns(ctx, src, s)
 	if err != nil {
 		return Unit{}, fmt.Errorf("source: columns of %s: %w", s, err)
@@ -247,7 +314,7 @@ func planUnit(ctx context.Context, src, dst Querier, s, d Table, sameMajor bool)
 	if err != nil {
 		return Unit{}, fmt.Errorf("destination: columns of %s: %w", d, err)
 	}
-	cols, skipped, binary, why, err := MatchColumns(s, d, sc, dc, sameMajor)
+	cols, skipped, binary, why, err := MatchColumns(s, d, sc, dc, o.SameMajor)
 	if err != nil {
 		return Unit{}, err
 	}
@@ -263,5 +330,60 @@ func planUnit(ctx context.Context, src, dst Querier, s, d Table, sameMajor bool)
 		return Unit{}, &SchemaError{Side: "destination", Table: d.String(),
 			Why: fmt.Sprintf("cannot be truncated: referenced by foreign key %s; drop the constraint for the move and re-add it afterwards (ADD ... NOT VALID, then VALIDATE CONSTRAINT)", strings.Join(refs, ", "))}
 	}
-	return Unit{Source: s, Dest: d, Columns: cols, Skipped: skipped, Binary: binary, FormatWhy: why, Freeze: d.Kind == "r"}, nil
+	u := Unit{Source: s, Dest: d, Columns: cols, Skipped: skipped, Binary: binary, FormatWhy: why, Freeze: d.Kind == "r"}
+	if u.Estimate, err = estimate(ctx, src, s, o.ExactCounts); err != nil {
+		return Unit{}, fmt.Errorf("source: size of %s: %w", s, err)
+	}
+	if u.DestTriggers, u.DestForeignKeys, err = destinationExtras(ctx, dst, d); err != nil {
+		return Unit{}, fmt.Errorf("destination: triggers and foreign keys of %s: %w", d, err)
+	}
+	return u, nil
+}
+
+// Estimate is a unit's expected size on the source.
+type Estimate struct {
+	Rows  int64 // -1: unknown (never analyzed)
+	Exact bool  // Rows was counted, not estimated
+	Bytes int64 // on-disk size of the table (and its partitions), TOAST included
+}
+
+// estimate reads catalog statistics for t (summed over its partitions), or
+// counts its rows when exact is set.
+func estimate(ctx context.Context, q Querier, t Table, exact bool) (Estimate, error) {
+	var e Estimate
+	err := q.QueryRow(ctx, `
+		SELECT CASE WHEN bool_or(c.reltuples < 0) THEN -1 ELSE sum(c.reltuples)::bigint END,
+		       COALESCE(sum(pg_catalog.pg_table_size(c.oid)), 0)::bigint
+		FROM pg_catalog.pg_class c
+		WHERE (c.oid = $1 AND c.relkind = 'r')
+		   OR c.oid IN (SELECT relid FROM pg_catalog.pg_partition_tree($1::oid::regclass) WHERE isleaf)`, t.OID).Scan(&e.Rows, &e.Bytes)
+	if err != nil || !exact {
+		return e, err
+	}
+	e.Exact = true
+	err = q.QueryRow(ctx, "SELECT pg_catalog.count(*) FROM "+t.String()).Scan(&e.Rows)
+	return e, err
+}
+
+// destinationExtras lists what slows or changes rows on their way into the
+// destination table: its user triggers and its own foreign keys.
+func destinationExtras(ctx context.Context, q Querier, t Table) (triggers, fks []string, err error) {
+	rows, err := q.Query(ctx, `
+		SELECT 'trigger', tgname::text FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND NOT tgisinternal
+		UNION ALL
+		SELECT 'fk', conname || ' -> ' || confrelid::regclass::text FROM pg_catalog.pg_constraint WHERE conrelid = $1 AND contype = 'f'
+		ORDER BY 1, 2`, t.OID)
+	if err != nil {
+		return nil, nil, err
+	}
+	var kind, name string
+	_, err = pgx.ForEachRow(rows, []any{&kind, &name}, func() error {
+		if kind == "trigger" {
+			triggers = append(triggers, name)
+		} else {
+			fks = append(fks, name)
+		}
+		return nil
+	})
+	return triggers, fks, err
 }

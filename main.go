@@ -65,7 +65,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		Writer:                stdout,
 		ErrWriter:             stderr,
 		ExitErrHandler:        func(*cli.Context, error) {},
-		Commands:              []*cli.Command{copyCommand(&code, &secrets), planCommand(&code, &secrets)},
+		Commands:              []*cli.Command{copyCommand(&code, &secrets), planCommand(&code, &secrets), verifyCommand(&code, &secrets)},
 	}
 	if err := app.RunContext(ctx, args); err != nil {
 		fmt.Fprintf(stderr, "lockstep: %s\n", oneLine(copy.Redact(err.Error(), secrets...)))
@@ -118,23 +118,92 @@ func planCommand(code *int, secrets *[]string) *cli.Command {
 	}
 }
 
+// runFlags are the flags of commands that run units: copy and verify.
+func runFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.DurationFlag{Name: "lock-timeout", Value: copy.DefaultLockTimeout, Usage: "longest wait for each table lock, on each side"},
+		&cli.IntFlag{Name: "lock-retries", Value: copy.DefaultLockRetries, Usage: "further attempts after a lock timeout, with backoff and jitter"},
+		&cli.IntFlag{Name: "jobs", Value: copy.DefaultJobs, Usage: "units run at once, each on its own pair of connections"},
+		&cli.BoolFlag{Name: "fail-fast", Usage: "start no new unit after one failed"},
+		&cli.StringFlag{Name: "report", Usage: "write a JSON report of the run to this file, whatever the outcome"},
+		&cli.DurationFlag{Name: "progress-interval", Value: defaultProgressInterval, Usage: "when not on a terminal, print a status line this often"},
+		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print failures and the total line only"},
+		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log each step"},
+	}
+}
+
+func newOutput(c *cli.Context, secrets []string, line func(copy.Result) string) *output {
+	return &output{out: c.App.Writer, errOut: c.App.ErrWriter, quiet: c.Bool("quiet"), line: line,
+		interval: c.Duration("progress-interval"), secrets: secrets, tty: isTerminal(c.App.ErrWriter)}
+}
+
+func verifyCommand(code *int, secrets *[]string) *cli.Command {
+	return &cli.Command{
+		Name:  "verify",
+		Usage: "compare tables on source and destination (count and checksum), optionally pinpointing differing rows",
+		UsageText: "lockstep verify --source DSN --dest DSN (--table NAME | --tables-matching RE | --tables-from FILE) " +
+			"[--lock | --recheck-locked] [--diff [--key COLS] [--diff-sql FILE]] [options]",
+		Description: connHelp + "\n\n" +
+			"Each unit is read on both servers at once, each in a REPEATABLE READ snapshot with pinned settings,\n" +
+			"and hashed exactly as lockstep copy hashes it, so a copy's checksum and a later verify's agree.\n" +
+			"Exit 0 when every unit matches, 4 when any differs (never 0 on a difference), 1 on run-time errors,\n" +
+			"2 on bad input.\n\n" + exitCodesHelp,
+		Flags: append(append(selectionFlags(), runFlags()...),
+			&cli.StringFlag{Name: "mode", Value: string(verify.Checksum), Usage: "checksum or count"},
+			&cli.BoolFlag{Name: "lock", Usage: "hold each unit's locks (destination first) while comparing, so the result is exact under dual writes"},
+			&cli.BoolFlag{Name: "recheck-locked", Usage: "without --lock, re-check a mismatching unit once under its locks before reporting it"},
+			&cli.BoolFlag{Name: "diff", Usage: "for a mismatching unit, find the rows that differ by bisecting its key"},
+			&cli.StringSliceFlag{Name: "key", Usage: "unique not-null key columns for --diff (default: the primary key)"},
+			&cli.IntFlag{Name: "diff-rows", Value: copy.DefaultDiffRows, Usage: "compare rows once a key segment holds at most this many"},
+			&cli.StringFlag{Name: "diff-sql", Usage: "write statements that would repair the destination to this file (not executed)"},
+		),
+		Action: func(c *cli.Context) error {
+			opts, err := options(c, secrets)
+			if err != nil {
+				return err
+			}
+			opts.Verify = verify.Mode(c.String("mode"))
+			if opts.Verify == verify.None {
+				return fmt.Errorf("--mode none verifies nothing (want checksum or count)")
+			}
+			opts.Lock, opts.RecheckLocked = c.Bool("lock"), c.Bool("recheck-locked")
+			opts.Diff, opts.DiffKey, opts.DiffRows = c.Bool("diff"), c.StringSlice("key"), c.Int("diff-rows")
+			opts.RepairSQL = c.String("diff-sql") != ""
+			if (len(opts.DiffKey) > 0 || opts.RepairSQL) && !opts.Diff {
+				return fmt.Errorf("--key and --diff-sql go with --diff")
+			}
+			ui := newOutput(c, *secrets, copy.Result.CheckString)
+			*code, err = runUnits(c.Context, opts, ui, c.String("report"), (*copy.Plan).Verify)
+			if err == nil && opts.RepairSQL {
+				err = writeRepairSQL(c.String("diff-sql"), ui.results)
+			}
+			return err
+		},
+	}
+}
+
+func writeRepairSQL(path string, results []copy.Result) error {
+	var b strings.Builder
+	b.WriteString("-- written by lockstep verify --diff; review before running on the destination\nSET standard_conforming_strings = on;\nBEGIN;\n")
+	for _, r := range results {
+		b.WriteString(r.RepairSQL)
+	}
+	b.WriteString("COMMIT;\n")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		return fmt.Errorf("--diff-sql: %w", err)
+	}
+	return nil
+}
+
 func copyCommand(code *int, secrets *[]string) *cli.Command {
 	return &cli.Command{
 		Name:        "copy",
 		Usage:       "copy tables (every leaf partition of a partitioned one) from source to destination",
 		UsageText:   "lockstep copy --source DSN --dest DSN (--table NAME | --tables-matching RE | --tables-from FILE) [options]",
 		Description: connHelp + "\n\n" + exitCodesHelp,
-		Flags: append(selectionFlags(),
-			&cli.DurationFlag{Name: "lock-timeout", Value: copy.DefaultLockTimeout, Usage: "longest wait for each table lock, on each side"},
-			&cli.IntFlag{Name: "lock-retries", Value: copy.DefaultLockRetries, Usage: "further attempts after a lock timeout, with backoff and jitter"},
+		Flags: append(append(selectionFlags(), runFlags()...),
 			&cli.StringFlag{Name: "verify", Value: string(verify.Checksum), Usage: "checksum, count or none"},
-			&cli.IntFlag{Name: "jobs", Value: copy.DefaultJobs, Usage: "units copied at once, each on its own pair of connections"},
-			&cli.BoolFlag{Name: "fail-fast", Usage: "start no new unit after one failed"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan and stop (same as lockstep plan)"},
-			&cli.StringFlag{Name: "report", Usage: "write a JSON report of the run to this file, whatever the outcome"},
-			&cli.DurationFlag{Name: "progress-interval", Value: defaultProgressInterval, Usage: "when not on a terminal, print a status line this often"},
-			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print failures and the total line only"},
-			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log each step"},
 		),
 		Action: func(c *cli.Context) error {
 			opts, err := options(c, secrets)
@@ -145,9 +214,8 @@ func copyCommand(code *int, secrets *[]string) *cli.Command {
 				*code, err = runPlan(c.Context, opts, "text", c.App.Writer)
 				return err
 			}
-			ui := &output{out: c.App.Writer, errOut: c.App.ErrWriter, quiet: c.Bool("quiet"),
-				interval: c.Duration("progress-interval"), secrets: *secrets, tty: isTerminal(c.App.ErrWriter)}
-			*code, err = runCopy(c.Context, opts, ui, c.String("report"))
+			ui := newOutput(c, *secrets, func(r copy.Result) string { return oneLine(r.String()) })
+			*code, err = runUnits(c.Context, opts, ui, c.String("report"), (*copy.Plan).Execute)
 			return err
 		},
 	}
@@ -235,9 +303,10 @@ func runPlan(ctx context.Context, opts copy.Options, format string, out io.Write
 	return exitCode(nil, err), err
 }
 
-// runCopy plans, copies, reports, and returns the exit code. An error is
-// returned only when nothing was copied.
-func runCopy(ctx context.Context, opts copy.Options, ui *output, reportPath string) (int, error) {
+// runUnits plans, runs the units (a copy or a verify), reports, and
+// returns the exit code. An error is returned only when nothing ran.
+func runUnits(ctx context.Context, opts copy.Options, ui *output, reportPath string,
+	runPlan func(*copy.Plan, context.Context) (*copy.Report, error)) (int, error) {
 	started := time.Now()
 	p, err := copy.MakePlan(ctx, opts)
 	if err != nil {
@@ -246,7 +315,7 @@ func runCopy(ctx context.Context, opts copy.Options, ui *output, reportPath stri
 	}
 	ui.begin(ctx, p)
 	opts.OnStart, opts.OnUnit, opts.OnBytes = ui.unitStarted, ui.unitDone, ui.addBytes
-	rep, err := p.WithCallbacks(opts.OnStart, opts.OnUnit, opts.OnBytes).Execute(ctx)
+	rep, err := runPlan(p.WithCallbacks(opts.OnStart, opts.OnUnit, opts.OnBytes), ctx)
 	ui.end(rep)
 	if werr := writeReport(reportPath, opts, ui.secrets, rep, started, err); werr != nil {
 		fmt.Fprintf(ui.errOut, "lockstep: %s\n", werr)
@@ -294,6 +363,7 @@ func writeReport(path string, opts copy.Options, secrets []string, rep *copy.Rep
 			"tables": opts.Tables, "tables_matching": opts.Matching, "exclude": opts.Exclude, "order": opts.Order,
 			"jobs": opts.Jobs, "fail_fast": opts.FailFast, "verify": opts.Verify, "lock_timeout": opts.LockTimeout.String(),
 			"lock_retries": opts.LockRetries, "max_write_block": opts.MaxWriteBlock.String(), "assume_mbps": opts.AssumeMBps,
+			"lock": opts.Lock, "recheck_locked": opts.RecheckLocked, "diff": opts.Diff, "key": opts.DiffKey, "diff_rows": opts.DiffRows,
 		}}
 	if runErr != nil {
 		r.Error = oneLine(copy.Redact(runErr.Error(), secrets...))

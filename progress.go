@@ -27,6 +27,8 @@ type output struct {
 	tty         bool
 	interval    time.Duration
 	secrets     []string
+	line        func(copy.Result) string // a finished unit's line
+	results     []copy.Result            // finished units, in order of finishing
 
 	mu       sync.Mutex
 	plan     *copy.Plan
@@ -130,8 +132,9 @@ func (o *output) unitDone(r copy.Result) {
 		o.bar.Describe("in flight: " + o.flightList())
 		o.bar.Clear()
 	}
+	o.results = append(o.results, r)
 	if !o.quiet || r.Status != copy.StatusOK {
-		fmt.Fprintln(o.out, oneLine(copy.Redact(r.String(), o.secrets...)))
+		fmt.Fprintln(o.out, copy.Redact(o.line(r), o.secrets...))
 	}
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/md5"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -333,4 +334,10 @@ func TestPartitionBoundsMustMatch(t *testing.T) {
 	if code != 2 || !strings.Contains(errOut, `partition bounds differ: "public"."pgbench_accounts_1" is FOR VALUES FROM (MINVALUE) TO (66668) on the source but FOR VALUES FROM (MINVALUE) TO (33335) on the destination`) {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
+}
+
+// pgtestUUID is md5(g::text)::uuid, as the diff test's generator makes it.
+func pgtestUUID(g int) string {
+	sum := fmt.Sprintf("%x", md5.Sum([]byte(fmt.Sprint(g))))
+	return sum[0:8] + "-" + sum[8:12] + "-" + sum[12:16] + "-" + sum[16:20] + "-" + sum[20:32]
 }

@@ -21,6 +21,7 @@ const (
 	// measured by scripts/bench.sh on a 2-core machine with both servers.
 	DefaultAssumeMBps = 40.0
 	DefaultConnect    = 10 * time.Second
+	DefaultDiffRows   = 1000
 	// copyBuffer sits between the source's COPY TO, which hands over one
 	// row at a time, and the destination's COPY FROM; without it the relay
 	// runs at about half speed.
@@ -43,6 +44,16 @@ type Options struct {
 	MaxWriteBlock time.Duration
 	AssumeMBps    float64
 	Logger        *slog.Logger
+	// lockstep verify: compare without copying.
+	Lock          bool     // hold the units' locks while comparing
+	RecheckLocked bool     // re-check a mismatch once under the locks before reporting it
+	Diff          bool     // pinpoint differing rows of mismatching units
+	DiffKey       []string // key columns for the diff instead of the primary key
+	DiffRows      int      // compare rows once a segment holds at most this many
+	RepairSQL     bool     // build statements that would repair the destination
+
+	hashFunc string // row hash the servers share for the diff: md5, or sha256
+
 	// OnStart and OnUnit, when set, are called as each unit starts and
 	// ends (from the unit's worker goroutine).
 	OnStart func(unit string)
@@ -98,6 +109,12 @@ func (o *Options) Validate() error {
 	}
 	if o.Jobs < 1 {
 		return fmt.Errorf("jobs %d: must be at least 1", o.Jobs)
+	}
+	if o.DiffRows == 0 {
+		o.DiffRows = DefaultDiffRows
+	}
+	if o.DiffRows < 1 {
+		return fmt.Errorf("diff rows %d: must be at least 1", o.DiffRows)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

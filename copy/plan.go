@@ -107,7 +107,7 @@ func MakePlan(ctx context.Context, opts Options) (*Plan, error) {
 
 // Execute copies the plan's units; see Run.
 func (p *Plan) Execute(ctx context.Context) (*Report, error) {
-	return execute(ctx, p.opts, p.src, p.dst, p.units)
+	return execute(ctx, p.opts, p.src, p.dst, p.units, (*worker).attempt)
 }
 
 func mb(b int64) string { return fmt.Sprintf("%.1f", float64(b)/1e6) }

@@ -2,7 +2,9 @@ package copy
 
 import (
 	"fmt"
+
 	"io"
+	"lockstep/verify"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -38,6 +40,9 @@ type Result struct {
 	Verify         time.Duration `json:"verify_ns"`
 	Checksum       string        `json:"checksum,omitempty"`
 	Uncertain      bool          `json:"commit_rechecked,omitempty"` // the destination commit's outcome had to be re-checked
+	Diff           *verify.Diff  `json:"diff,omitempty"`
+	Note           string        `json:"note,omitempty"`
+	RepairSQL      string        `json:"-"`
 	Err            error         `json:"-"`
 	Error          string        `json:"error,omitempty"`
 }
@@ -158,4 +163,28 @@ func (r *Report) WriteTable(w io.Writer) error {
 			ms(u.DestLockWait), ms(u.SourceLockWait), ms(u.WritesBlocked), ms(u.Copy), ms(u.Verify), u.Status)
 	}
 	return tw.Flush()
+}
+
+// CheckString is a verified unit's summary line (lockstep verify), with the
+// first differences found by --diff on the lines below it.
+func (r Result) CheckString() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s rows=%d", r.Status, r.Unit, r.Rows)
+	if r.Checksum != "" {
+		fmt.Fprintf(&b, " checksum=%s", r.Checksum)
+	}
+	fmt.Fprintf(&b, " format=%s verify=%s", r.Format, ms(r.Verify))
+	if r.WritesBlocked > 0 {
+		fmt.Fprintf(&b, " locked=%s", ms(r.WritesBlocked))
+	}
+	if r.Err != nil {
+		fmt.Fprintf(&b, ": %v", r.Err)
+	}
+	if r.Note != "" {
+		fmt.Fprintf(&b, " (%s)", r.Note)
+	}
+	if d := r.Diff; d != nil {
+		b.WriteString("\n" + d.Summary(20))
+	}
+	return b.String()
 }

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"lockstep/partition"
+	"lockstep/verify"
 )
 
 // Run plans the units and copies them. Everything it can find wrong before
@@ -54,16 +55,36 @@ func plan(ctx context.Context, src, dst *side, opts *Options) ([]partition.Unit,
 	if same {
 		return nil, errors.New("source and destination are the same database: nothing to copy, and the TRUNCATE would empty it")
 	}
+	// md5 is missing on FIPS builds; the diff then hashes rows with sha256
+	// on both sides.
+	opts.hashFunc = "md5"
+	for _, c := range []opened{sc, dc} {
+		if _, err := c.conn.Exec(ctx, "SELECT pg_catalog.md5('')"); err != nil {
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			opts.hashFunc = "sha256"
+		}
+	}
+	if opts.hashFunc != "md5" {
+		opts.Logger.Warn("md5() is unavailable on a server (FIPS build?): row hashes for --diff use sha256")
+	}
+	sameMajor := serverVersion(sc.conn)/10000 == serverVersion(dc.conn)/10000
 	for _, c := range []*pgx.Conn{sc.conn, dc.conn} {
-		if err := exec(ctx, c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); err != nil {
+		if err := exec(ctx, c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "+sessionSQL(serverVersion(c))); err != nil {
 			return nil, err
 		}
 		defer rollback(ctx, c)
 	}
+	if err := verify.SelfTest(ctx, sc.conn, dc.conn, sameMajor); err != nil {
+		return nil, err
+	}
 	return partition.Plan(ctx, sc.conn, dc.conn, partition.Options{
 		Selection:   opts.Selection,
-		SameMajor:   serverVersion(sc.conn)/10000 == serverVersion(dc.conn)/10000,
+		SameMajor:   sameMajor,
 		ExactCounts: opts.ExactCounts,
+		WithKey:     opts.Diff,
+		Key:         opts.DiffKey,
 	})
 }
 
@@ -84,7 +105,7 @@ func sameDatabase(ctx context.Context, a, b *pgx.Conn) (bool, error) {
 
 // execute runs the units on opts.Jobs workers. A failing unit does not stop
 // the others; each is atomic on its own.
-func execute(ctx context.Context, opts *Options, src, dst *side, units []partition.Unit) (*Report, error) {
+func execute(ctx context.Context, opts *Options, src, dst *side, units []partition.Unit, attempt attemptFunc) (*Report, error) {
 	rep := &Report{Started: time.Now(), Units: make([]Result, len(units))}
 	workers := make(chan *worker, opts.Jobs)
 	for range opts.Jobs {
@@ -107,7 +128,7 @@ func execute(ctx context.Context, opts *Options, src, dst *side, units []partiti
 			if opts.OnStart != nil {
 				opts.OnStart(u.Name())
 			}
-			r := w.run(ctx, u)
+			r := w.run(ctx, u, attempt)
 			rep.Units[i] = r
 			if r.Status != StatusOK && opts.FailFast {
 				failed.Store(true)

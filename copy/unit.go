@@ -62,13 +62,16 @@ func (w *worker) abort(ctx context.Context, poisoned bool) {
 	}
 }
 
-// run copies one unit, retrying after lock timeouts with backoff.
-func (w *worker) run(ctx context.Context, u partition.Unit) Result {
+// attemptFunc is one try at a unit: a copy, or a comparison.
+type attemptFunc func(w *worker, ctx context.Context, u partition.Unit, res *Result) error
+
+// run does one unit, retrying after lock timeouts with backoff.
+func (w *worker) run(ctx context.Context, u partition.Unit, attempt attemptFunc) Result {
 	res := Result{Unit: u.Name(), Format: u.Format(), Freeze: u.Freeze}
 	log := w.opts.Logger.With("unit", u.Name())
 	for {
 		res.Attempts++
-		err := w.attempt(ctx, u, &res)
+		err := attempt(w, ctx, u, &res)
 		var te *lock.TimeoutError
 		if errors.As(err, &te) && res.Attempts <= w.opts.LockRetries && ctx.Err() == nil {
 			pause := lock.Backoff(res.Attempts, w.opts.RetryBackoff, 30*time.Second)
@@ -181,10 +184,10 @@ func (w *worker) attempt(ctx context.Context, u partition.Unit, res *Result) (er
 		return err
 	}
 	if err := verify.Compare(u.Name(), w.opts.Verify, srcSum, dstSum); err != nil {
-		return err
+		return fmt.Errorf("%w; rolled back", err)
 	}
 	if loaded != srcSum.Rows {
-		return &verify.MismatchError{Unit: u.Name(), Mode: verify.None, Source: srcSum, Dest: verify.Sum{Rows: loaded}}
+		return fmt.Errorf("%w; rolled back", &verify.MismatchError{Unit: u.Name(), Mode: verify.None, Source: srcSum, Dest: verify.Sum{Rows: loaded}})
 	}
 	if w.opts.Verify == verify.Checksum {
 		res.Checksum = srcSum.Checksum()

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"lockstep/verify"
 )
 
 // Unit is one table (or leaf partition) to copy, with everything decided
@@ -20,8 +22,10 @@ type Unit struct {
 	FormatWhy       string // why binary or text
 	Freeze          bool   // COPY FREEZE is possible after TRUNCATE
 	Estimate        Estimate
-	DestTriggers    []string // user triggers on the destination table
-	DestForeignKeys []string // foreign keys of the destination table
+	DestTriggers    []string           // user triggers on the destination table
+	DestForeignKeys []string           // foreign keys of the destination table
+	Key             []verify.KeyColumn // with Options.WithKey: the key that pinpoints rows
+	NoKey           string             // with Options.WithKey: why there is no key
 }
 
 // Name names the unit in messages: the source table, and the destination
@@ -166,8 +170,10 @@ func MatchColumns(unit Table, dest Table, src, dst []Column, sameMajor bool) (co
 // Options is what Plan needs besides the two catalogs.
 type Options struct {
 	Selection
-	SameMajor   bool // both servers run one major version: binary is possible
-	ExactCounts bool // count(*) each unit on the source instead of catalog estimates
+	SameMajor   bool     // both servers run one major version: binary is possible
+	ExactCounts bool     // count(*) each unit on the source instead of catalog estimates
+	WithKey     bool     // find each unit's key (for pinpointing differences)
+	Key         []string // the key columns to use instead of the primary key
 }
 
 // Plan turns a selection into units. src and dst are read-only
@@ -336,6 +342,16 @@ func planUnit(ctx context.Context, src, dst Querier, s, d Table, o Options) (Uni
 	}
 	if u.DestTriggers, u.DestForeignKeys, err = destinationExtras(ctx, dst, d); err != nil {
 		return Unit{}, fmt.Errorf("destination: triggers and foreign keys of %s: %w", d, err)
+	}
+	if o.WithKey {
+		if u.Key, u.NoKey, err = Key(ctx, src, s, o.Key); err != nil {
+			return Unit{}, err
+		}
+		for _, k := range u.Key {
+			if !slices.Contains(u.Columns, k.Name) {
+				return Unit{}, &SchemaError{Side: "destination", Table: d.String(), Why: fmt.Sprintf("key column %q is not copied to it", k.Name)}
+			}
+		}
 	}
 	return u, nil
 }

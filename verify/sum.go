@@ -46,7 +46,8 @@ func ParseMode(s string) (Mode, error) {
 }
 
 // MismatchError says that the destination does not hold what the source
-// held. It is not retryable: the unit was rolled back on both sides.
+// holds. Not retryable as such: in a copy the unit was rolled back on both
+// sides, and a re-run copies it again.
 type MismatchError struct {
 	Unit         string
 	Mode         Mode
@@ -55,9 +56,9 @@ type MismatchError struct {
 
 func (e *MismatchError) Error() string {
 	if e.Source.Rows != e.Dest.Rows {
-		return fmt.Sprintf("%s: verification failed: source has %d rows, destination %d; rolled back", e.Unit, e.Source.Rows, e.Dest.Rows)
+		return fmt.Sprintf("%s: verification failed: source has %d rows, destination %d", e.Unit, e.Source.Rows, e.Dest.Rows)
 	}
-	return fmt.Sprintf("%s: verification failed: %d rows on both sides but checksums differ (source %s, destination %s); rolled back",
+	return fmt.Sprintf("%s: verification failed: %d rows on both sides but checksums differ (source %s, destination %s)",
 		e.Unit, e.Source.Rows, e.Source.Checksum(), e.Dest.Checksum())
 }
 

@@ -1,0 +1,162 @@
+package copy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"golang.org/x/sync/errgroup"
+
+	"lockstep/lock"
+	"lockstep/partition"
+	"lockstep/verify"
+)
+
+// Verify compares the plan's units without copying: per unit, count and
+// checksum on both servers concurrently, each in a REPEATABLE READ
+// snapshot with the pinned settings and the same column list, the same
+// figures a copy computes. With Options.Lock the units' locks are held
+// while comparing (destination first), so the comparison is exact even
+// under dual writes; without it, a mismatch on a table being written may be
+// transient, and Options.RecheckLocked re-checks it once under the locks.
+// Nothing is written anywhere.
+func (p *Plan) Verify(ctx context.Context) (*Report, error) {
+	return execute(ctx, p.opts, p.src, p.dst, p.units, (*worker).check)
+}
+
+func (w *worker) check(ctx context.Context, u partition.Unit, res *Result) error {
+	res.Diff, res.Note, res.RepairSQL = nil, "", ""
+	err := w.compare(ctx, u, res, w.opts.Lock)
+	if !w.opts.Lock && errors.As(err, new(*verify.MismatchError)) {
+		if !w.opts.RecheckLocked {
+			res.Note = "compared without locks: on a table written meanwhile the difference may be transient (--lock or --recheck-locked)"
+			return err
+		}
+		w.opts.Logger.Info("mismatch without locks; re-checking under lock", "unit", u.Name())
+		res.Diff = nil
+		if err = w.compare(ctx, u, res, true); err == nil {
+			res.Note = "differed without locks, matched under locks: the difference was transient"
+		} else {
+			res.Note = "re-checked under locks"
+		}
+	}
+	return err
+}
+
+// compare is one comparison of a unit, in snapshots taken after the locks
+// when locked.
+func (w *worker) compare(ctx context.Context, u partition.Unit, res *Result, locked bool) error {
+	if err := w.ensureConns(ctx); err != nil {
+		return err
+	}
+	poisoned := true // until both transactions end cleanly
+	defer func() { w.abort(ctx, poisoned) }()
+
+	begin := "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
+	if err := exec(ctx, w.dstConn, begin+sessionSQL(w.dstVer)); err != nil {
+		return fmt.Errorf("destination: begin: %w", err)
+	}
+	var err error
+	if locked {
+		res.DestLockWait, err = lock.Acquire(ctx, w.dstConn, lock.Request{Side: "destination", Table: u.Dest.Ident(),
+			Mode: lock.Exclusive, Timeout: w.opts.LockTimeout, Watch: w.dst.connect})
+		if err != nil {
+			poisoned = false
+			return err
+		}
+	}
+	if err := exec(ctx, w.srcConn, begin+sessionSQL(w.srcVer)); err != nil {
+		return fmt.Errorf("source: begin: %w", err)
+	}
+	if locked {
+		res.SourceLockWait, err = lock.Acquire(ctx, w.srcConn, lock.Request{Side: "source", Table: u.Source.Ident(),
+			Mode: lock.Exclusive, Timeout: w.opts.LockTimeout, Watch: w.src.connect})
+		if err != nil {
+			poisoned = false
+			return err
+		}
+	}
+	lockedAt := time.Now()
+
+	start := time.Now()
+	var srcSum, dstSum verify.Sum
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) {
+		srcSum, err = figures(gctx, w.srcConn, u.Source, u, w.opts.Verify)
+		return wrapSide("source", u.Source, err)
+	})
+	g.Go(func() (err error) {
+		dstSum, err = figures(gctx, w.dstConn, u.Dest, u, w.opts.Verify)
+		return wrapSide("destination", u.Dest, err)
+	})
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	res.Verify = time.Since(start)
+	res.Rows, res.Bytes = srcSum.Rows, 0
+	if w.opts.Verify == verify.Checksum {
+		res.Checksum = srcSum.Checksum()
+	}
+	cmpErr := verify.Compare(u.Name(), w.opts.Verify, srcSum, dstSum)
+	if cmpErr != nil && w.opts.Diff {
+		if err := w.diff(ctx, u, res); err != nil {
+			return err
+		}
+	}
+	if locked {
+		res.WritesBlocked = time.Since(lockedAt)
+	}
+	poisoned = false
+	return cmpErr
+}
+
+func wrapSide(side string, t partition.Table, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: read %s: %w", side, t, err)
+}
+
+// figures is a side's count and checksum, computed the way a copy computes
+// them: the table's COPY stream hashed row by row.
+func figures(ctx context.Context, conn *pgx.Conn, t partition.Table, u partition.Unit, mode verify.Mode) (verify.Sum, error) {
+	if mode == verify.Count {
+		var n int64
+		err := conn.QueryRow(ctx, countSQL(t)).Scan(&n)
+		return verify.Sum{Rows: n}, err
+	}
+	h := verify.NewStream(u.Binary, true)
+	if _, err := conn.PgConn().CopyTo(ctx, h, copyOutSQL(t, u.Columns, u.Binary)); err != nil {
+		return verify.Sum{}, err
+	}
+	return h.Sum()
+}
+
+// diff pinpoints the differing rows of a mismatching unit inside the open
+// snapshots.
+func (w *worker) diff(ctx context.Context, u partition.Unit, res *Result) error {
+	if len(u.Key) == 0 {
+		res.Diff = &verify.Diff{Unavailable: u.NoKey}
+		return nil
+	}
+	spec := verify.Spec{Unit: u.Name(), Columns: u.Columns, Key: u.Key, LeafRows: w.opts.DiffRows, HashFunc: w.opts.hashFunc}
+	src := verify.Side{Q: w.srcConn, Table: only(u.Source)}
+	dst := verify.Side{Q: w.dstConn, Table: only(u.Dest)}
+	d, err := verify.Bisect(ctx, src, dst, spec)
+	if err != nil {
+		return fmt.Errorf("diff %s: %w", u.Name(), err)
+	}
+	res.Diff = d
+	if w.opts.RepairSQL && !d.Empty() {
+		if err := verify.FetchMissing(ctx, src, spec, d); err != nil {
+			return fmt.Errorf("diff %s: %w", u.Name(), err)
+		}
+		var b bytes.Buffer
+		d.WriteRepairSQL(&b, u.Dest.String(), u.Columns, u.Key)
+		res.RepairSQL = b.String()
+	}
+	return nil
+}

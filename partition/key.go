@@ -1,0 +1,83 @@
+package partition
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"lockstep/verify"
+)
+
+// Key finds the key that pinpoints rows of t: the given columns, which must
+// form a unique index without predicate or expressions and be NOT NULL, or
+// else the primary key. It returns no key and why when there is none.
+func Key(ctx context.Context, q Querier, t Table, want []string) ([]verify.KeyColumn, string, error) {
+	rows, err := q.Query(ctx, `
+		SELECT i.indisprimary, i.indpred IS NULL AND i.indexprs IS NULL,
+		       array_agg(a.attname ORDER BY k.ord), array_agg(pg_catalog.format_type(a.atttypid, a.atttypmod) ORDER BY k.ord),
+		       array_agg(ty.typcollation <> 0 ORDER BY k.ord), bool_and(a.attnotnull)
+		FROM pg_catalog.pg_index i
+		CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+		JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+		JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid
+		WHERE i.indrelid = $1 AND i.indisunique AND i.indisvalid AND k.ord <= i.indnkeyatts
+		GROUP BY i.indexrelid, i.indisprimary, i.indpred, i.indexprs
+		ORDER BY i.indisprimary DESC, i.indexrelid`, t.OID)
+	if err != nil {
+		return nil, "", err
+	}
+	type index struct {
+		primary, plain bool
+		names, types   []string
+		collatable     []bool
+		notNull        bool
+	}
+	idx, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (index, error) {
+		var x index
+		var notNull *bool
+		err := r.Scan(&x.primary, &x.plain, &x.names, &x.types, &x.collatable, &notNull)
+		x.notNull = notNull != nil && *notNull
+		return x, err
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	build := func(x index) []verify.KeyColumn {
+		k := make([]verify.KeyColumn, len(x.names))
+		for i := range k {
+			k[i] = verify.KeyColumn{Name: x.names[i], Type: x.types[i], Collatable: x.collatable[i]}
+		}
+		return k
+	}
+	if len(want) == 0 {
+		if len(idx) > 0 && idx[0].primary {
+			return build(idx[0]), "", nil
+		}
+		return nil, fmt.Sprintf("%s has no primary key; name a unique not-null key with --key", t), nil
+	}
+	for _, x := range idx {
+		if x.plain && x.notNull && slices.Equal(sortedCopy(x.names), sortedCopy(want)) {
+			// Keep the order the user gave.
+			byName := map[string]verify.KeyColumn{}
+			for _, c := range build(x) {
+				byName[c.Name] = c
+			}
+			k := make([]verify.KeyColumn, len(want))
+			for i, n := range want {
+				k[i] = byName[n]
+			}
+			return k, "", nil
+		}
+	}
+	return nil, "", &SchemaError{Side: "source", Table: t.String(),
+		Why: fmt.Sprintf("--key %s is not a unique, not-null key (a unique index on exactly those columns, without predicate or expressions, all NOT NULL)", strings.Join(want, ","))}
+}
+
+func sortedCopy(s []string) []string {
+	c := slices.Clone(s)
+	slices.Sort(c)
+	return c
+}

@@ -1,0 +1,486 @@
+package verify
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"golang.org/x/sync/errgroup"
+)
+
+// Querier is a transaction (or connection) on one side.
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// KeyColumn is one column of a unique, not-null key.
+type KeyColumn struct {
+	Name       string
+	Type       string // as format_type writes it, for casts of bound values
+	Collatable bool   // compared and sorted COLLATE "C" so both servers agree
+}
+
+// Side is one server's transaction, in its snapshot with lockstep's pinned
+// session settings, and the table there (quoted, with ONLY where it
+// applies).
+type Side struct {
+	Q     Querier
+	Table string
+}
+
+// Spec is a table to pinpoint differences in.
+type Spec struct {
+	Unit        string
+	Columns     []string
+	Key         []KeyColumn
+	LeafRows    int    // compare rows once a segment holds at most this many
+	HashFunc    string // "md5" or "sha256" (FIPS builds lack md5)
+	Fanout      int    // segments per split
+	MaxListed   int    // keys listed per kind; further ones are only counted
+	ChangedRows int    // changed rows whose columns are compared one by one
+}
+
+// Change is a row present on both sides with other values.
+type Change struct {
+	Key     []string `json:"key"`
+	Columns []string `json:"columns"`
+	// Source and Dest hold the differing columns' text, in Columns order
+	// (nil for NULL), for repair SQL.
+	Source []*string `json:"-"`
+	Dest   []*string `json:"-"`
+}
+
+// Diff is what bisection found.
+type Diff struct {
+	Key          []string      `json:"key"`
+	Missing      [][]string    `json:"missing_on_destination"`
+	Extra        [][]string    `json:"extra_on_destination"`
+	Changed      []Change      `json:"changed"`
+	MissingCount int64         `json:"missing_count"`
+	ExtraCount   int64         `json:"extra_count"`
+	ChangedCount int64         `json:"changed_count"`
+	Truncated    bool          `json:"truncated,omitempty"` // more differences than listed
+	Segments     int           `json:"segments_compared"`
+	Depth        int           `json:"depth"`
+	RowsFetched  int64         `json:"rows_fetched"` // key/hash pairs and full rows read over the network
+	Elapsed      time.Duration `json:"elapsed_ns"`
+	HashFunc     string        `json:"hash_function"`
+	Unavailable  string        `json:"unavailable,omitempty"` // why no row-level diff was possible
+	// Inserts holds the source rows missing on the destination (all
+	// columns' text), for repair SQL.
+	Inserts [][]*string `json:"-"`
+}
+
+// Empty reports whether no difference was found.
+func (d *Diff) Empty() bool { return d.MissingCount+d.ExtraCount+d.ChangedCount == 0 }
+
+// segment is the key range (lo, hi]; nil bounds are open.
+type segment struct {
+	lo, hi []string
+	depth  int
+}
+
+// segSum is one side's figures for a segment.
+type segSum struct {
+	rows int64
+	a, b string // numeric sums of the hash halves, as text
+}
+
+// Bisect pinpoints the rows that differ between src and dst.
+func Bisect(ctx context.Context, src, dst Side, s Spec) (*Diff, error) {
+	start := time.Now()
+	d := &Diff{HashFunc: s.HashFunc}
+	for _, k := range s.Key {
+		d.Key = append(d.Key, k.Name)
+	}
+	if s.Fanout < 2 {
+		s.Fanout = 16
+	}
+	if s.LeafRows < 1 {
+		s.LeafRows = 1000
+	}
+	if s.MaxListed < 1 {
+		s.MaxListed = 10000
+	}
+	if s.ChangedRows < 1 {
+		s.ChangedRows = 1000
+	}
+	queue := []segment{{}}
+	for len(queue) > 0 {
+		seg := queue[0]
+		queue = queue[1:]
+		var ss, ds segSum
+		g, gctx := errgroup.WithContext(ctx)
+		g.Go(func() (err error) { ss, err = s.segmentSum(gctx, src, seg); return wrap("source", err) })
+		g.Go(func() (err error) { ds, err = s.segmentSum(gctx, dst, seg); return wrap("destination", err) })
+		if err := g.Wait(); err != nil {
+			return nil, err
+		}
+		d.Segments++
+		d.Depth = max(d.Depth, seg.depth)
+		if ss == ds {
+			continue
+		}
+		if max(ss.rows, ds.rows) <= int64(s.LeafRows) || seg.depth >= 64 {
+			if err := s.compareLeaf(ctx, src, dst, seg, d); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		bigger, n := src, ss.rows
+		if ds.rows > ss.rows {
+			bigger, n = dst, ds.rows
+		}
+		bounds, err := s.splitPoints(ctx, bigger, seg, n)
+		if err != nil {
+			return nil, err
+		}
+		lo := seg.lo
+		for _, b := range bounds {
+			queue = append(queue, segment{lo: lo, hi: b, depth: seg.depth + 1})
+			lo = b
+		}
+		queue = append(queue, segment{lo: lo, hi: seg.hi, depth: seg.depth + 1})
+	}
+	d.Elapsed = time.Since(start)
+	return d, nil
+}
+
+func wrap(side string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", side, err)
+}
+
+// keyExprs is the key columns for SELECT lists and ORDER BY, text ones
+// COLLATE "C".
+func (s Spec) keyExprs() []string {
+	out := make([]string, len(s.Key))
+	for i, k := range s.Key {
+		out[i] = pgx.Identifier{k.Name}.Sanitize()
+		if k.Collatable {
+			out[i] += ` COLLATE "C"`
+		}
+	}
+	return out
+}
+
+// boundExprs are the parameters of a bound, cast to the key types.
+func (s Spec) boundExprs(first int) []string {
+	out := make([]string, len(s.Key))
+	for i, k := range s.Key {
+		out[i] = fmt.Sprintf("$%d::%s", first+i, k.Type)
+		if k.Collatable {
+			out[i] += ` COLLATE "C"`
+		}
+	}
+	return out
+}
+
+// where renders a segment as a predicate and its arguments.
+func (s Spec) where(seg segment) (string, []any) {
+	var conds []string
+	var args []any
+	row := "(" + strings.Join(s.keyExprs(), ", ") + ")"
+	if seg.lo != nil {
+		conds = append(conds, row+" > ("+strings.Join(s.boundExprs(len(args)+1), ", ")+")")
+		for _, v := range seg.lo {
+			args = append(args, v)
+		}
+	}
+	if seg.hi != nil {
+		conds = append(conds, row+" <= ("+strings.Join(s.boundExprs(len(args)+1), ", ")+")")
+		for _, v := range seg.hi {
+			args = append(args, v)
+		}
+	}
+	if len(conds) == 0 {
+		return "true", nil
+	}
+	return strings.Join(conds, " AND "), args
+}
+
+// RowHashSQL is the per-row hash over the row's canonical text: record
+// output quotes every value that needs it, so NULL, ” and separators stay
+// apart; the column list fixes the order whatever the physical layout.
+func RowHashSQL(fn string, cols []string) string {
+	row := "ROW(" + columnList(cols) + ")::text"
+	if fn == "sha256" {
+		return "pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(" + row + ", 'UTF8')), 'hex')"
+	}
+	return "pg_catalog.md5(" + row + ")"
+}
+
+func columnList(cols []string) string {
+	q := make([]string, len(cols))
+	for i, c := range cols {
+		q[i] = pgx.Identifier{c}.Sanitize()
+	}
+	return strings.Join(q, ", ")
+}
+
+// segmentSum is count and checksum of a segment, computed on the server.
+func (s Spec) segmentSum(ctx context.Context, q Side, seg segment) (segSum, error) {
+	w, args := s.where(seg)
+	sql := fmt.Sprintf(`SELECT count(*), COALESCE(sum(('x' || substr(h, 1, 16))::bit(64)::bigint::numeric), 0)::text,
+	                           COALESCE(sum(('x' || substr(h, 17, 16))::bit(64)::bigint::numeric), 0)::text
+	                    FROM (SELECT %s AS h FROM %s WHERE %s) s`, RowHashSQL(s.HashFunc, s.Columns), q.Table, w)
+	var r segSum
+	err := q.Q.QueryRow(ctx, sql, args...).Scan(&r.rows, &r.a, &r.b)
+	return r, err
+}
+
+// splitPoints returns up to Fanout-1 keys that cut the segment into parts
+// of about equal row counts on q (n rows in it).
+func (s Spec) splitPoints(ctx context.Context, q Side, seg segment, n int64) ([][]string, error) {
+	step := max(n/int64(s.Fanout), 1)
+	w, args := s.where(seg)
+	keys := make([]string, len(s.Key))
+	for i, k := range s.Key {
+		keys[i] = pgx.Identifier{k.Name}.Sanitize() + "::text"
+	}
+	sql := fmt.Sprintf(`SELECT %s FROM (SELECT %s, row_number() OVER (ORDER BY %s) AS rn__ FROM %s WHERE %s) s
+	                    WHERE rn__ %% %d = 0 AND rn__ < %d ORDER BY rn__`,
+		strings.Join(quoteAll(s.Key), ", "), strings.Join(keysText(s.Key), ", "), strings.Join(s.keyExprs(), ", "),
+		q.Table, w, step, n)
+	rows, err := q.Q.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, fmt.Errorf("split %s: %w", s.Unit, err)
+	}
+	return pgx.CollectRows(rows, scanTexts(len(s.Key)))
+}
+
+func quoteAll(k []KeyColumn) []string {
+	out := make([]string, len(k))
+	for i, c := range k {
+		out[i] = pgx.Identifier{c.Name}.Sanitize()
+	}
+	return out
+}
+
+// keysText selects the key columns as text under their own names, keeping
+// the typed originals available for ordering through the outer table.
+func keysText(k []KeyColumn) []string {
+	out := make([]string, len(k))
+	for i, c := range k {
+		q := pgx.Identifier{c.Name}.Sanitize()
+		out[i] = q + "::text AS " + q
+	}
+	return out
+}
+
+func scanTexts(n int) pgx.RowToFunc[[]string] {
+	return func(r pgx.CollectableRow) ([]string, error) {
+		v := make([]string, n)
+		p := make([]any, n)
+		for i := range v {
+			p[i] = &v[i]
+		}
+		return v, r.Scan(p...)
+	}
+}
+
+// compareLeaf streams (key, row hash) pairs of a segment from both sides,
+// matches them by key, and fetches full rows only for keys that differ.
+func (s Spec) compareLeaf(ctx context.Context, src, dst Side, seg segment, d *Diff) error {
+	var sh, dh map[string]leafRow
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) { sh, err = s.leafHashes(gctx, src, seg); return wrap("source", err) })
+	g.Go(func() (err error) { dh, err = s.leafHashes(gctx, dst, seg); return wrap("destination", err) })
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	d.RowsFetched += int64(len(sh) + len(dh))
+	var changed [][]string
+	for _, k := range slices.Sorted(maps.Keys(sh)) {
+		r := sh[k]
+		o, ok := dh[k]
+		switch {
+		case !ok:
+			d.MissingCount++
+			if len(d.Missing) < s.MaxListed {
+				d.Missing = append(d.Missing, r.key)
+			} else {
+				d.Truncated = true
+			}
+		case o.hash != r.hash:
+			d.ChangedCount++
+			if len(d.Changed)+len(changed) < s.ChangedRows {
+				changed = append(changed, r.key)
+			} else {
+				d.Truncated = true
+			}
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(dh)) {
+		if _, ok := sh[k]; !ok {
+			d.ExtraCount++
+			if len(d.Extra) < s.MaxListed {
+				d.Extra = append(d.Extra, dh[k].key)
+			} else {
+				d.Truncated = true
+			}
+		}
+	}
+	if len(changed) > 0 {
+		if err := s.describeChanges(ctx, src, dst, changed, d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type leafRow struct {
+	key  []string
+	hash string
+}
+
+func (s Spec) leafHashes(ctx context.Context, q Side, seg segment) (map[string]leafRow, error) {
+	w, args := s.where(seg)
+	sql := fmt.Sprintf("SELECT %s, %s FROM %s WHERE %s", strings.Join(keysText(s.Key), ", "),
+		RowHashSQL(s.HashFunc, s.Columns), q.Table, w)
+	rows, err := q.Q.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]leafRow{}
+	all, err := pgx.CollectRows(rows, scanTexts(len(s.Key)+1))
+	for _, v := range all {
+		k := v[:len(s.Key)]
+		out[strings.Join(k, "\x00")] = leafRow{key: k, hash: v[len(s.Key)]}
+	}
+	return out, err
+}
+
+// fetchRows reads full rows (every column as text) for the given keys.
+func (s Spec) fetchRows(ctx context.Context, q Side, keys [][]string) (map[string][]*string, error) {
+	var vals []string
+	var args []any
+	for _, k := range keys {
+		ps := s.boundExprs(len(args) + 1)
+		vals = append(vals, "("+strings.Join(ps, ", ")+")")
+		for _, v := range k {
+			args = append(args, v)
+		}
+	}
+	cols := make([]string, len(s.Columns))
+	for i, c := range s.Columns {
+		cols[i] = pgx.Identifier{c}.Sanitize() + "::text"
+	}
+	sql := fmt.Sprintf("SELECT %s, %s FROM %s WHERE (%s) IN (%s)", strings.Join(keysText(s.Key), ", "),
+		strings.Join(cols, ", "), q.Table, strings.Join(s.keyExprs(), ", "), strings.Join(vals, ", "))
+	rows, err := q.Q.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string][]*string{}
+	n := len(s.Key)
+	for rows.Next() {
+		v := make([]*string, n+len(s.Columns))
+		p := make([]any, len(v))
+		for i := range v {
+			p[i] = &v[i]
+		}
+		if err := rows.Scan(p...); err != nil {
+			return nil, err
+		}
+		k := make([]string, n)
+		for i := range k {
+			k[i] = *v[i]
+		}
+		out[strings.Join(k, "\x00")] = v[n:]
+	}
+	return out, rows.Err()
+}
+
+// describeChanges names the differing columns of changed rows.
+func (s Spec) describeChanges(ctx context.Context, src, dst Side, keys [][]string, d *Diff) error {
+	var sr, dr map[string][]*string
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) { sr, err = s.fetchRows(gctx, src, keys); return wrap("source", err) })
+	g.Go(func() (err error) { dr, err = s.fetchRows(gctx, dst, keys); return wrap("destination", err) })
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	d.RowsFetched += int64(len(sr) + len(dr))
+	for _, k := range keys {
+		id := strings.Join(k, "\x00")
+		a, b := sr[id], dr[id]
+		c := Change{Key: k}
+		for i, col := range s.Columns {
+			if !sameText(a[i], b[i]) {
+				c.Columns = append(c.Columns, col)
+				c.Source = append(c.Source, a[i])
+				c.Dest = append(c.Dest, b[i])
+			}
+		}
+		if len(c.Columns) == 0 {
+			// Same text, different hash: a difference the text form
+			// hides (it cannot be, given one canonical form; say so).
+			c.Columns = []string{"(row text identical)"}
+		}
+		d.Changed = append(d.Changed, c)
+	}
+	return nil
+}
+
+func sameText(a, b *string) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return *a == *b
+}
+
+// FetchMissing reads the source rows missing on the destination, for
+// repair SQL.
+func FetchMissing(ctx context.Context, src Side, s Spec, d *Diff) error {
+	for i := 0; i < len(d.Missing); i += 500 {
+		batch := d.Missing[i:min(i+500, len(d.Missing))]
+		rows, err := s.fetchRows(ctx, src, batch)
+		if err != nil {
+			return wrap("source", err)
+		}
+		for _, k := range batch {
+			d.Inserts = append(d.Inserts, rows[strings.Join(k, "\x00")])
+		}
+	}
+	return nil
+}
+
+// Summary renders the diff for a terminal: counts, then up to n keys of
+// each kind.
+func (d *Diff) Summary(n int) string {
+	if d.Unavailable != "" {
+		return "  diff: cannot pinpoint rows: " + d.Unavailable
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "  diff on (%s): %d missing on the destination, %d extra on the destination, %d changed; %d segments compared, depth %d, %d rows fetched, %s (%s)",
+		strings.Join(d.Key, ", "), d.MissingCount, d.ExtraCount, d.ChangedCount, d.Segments, d.Depth, d.RowsFetched,
+		d.Elapsed.Round(time.Millisecond), d.HashFunc)
+	list := func(what string, keys [][]string) {
+		for i, k := range keys {
+			if i == n {
+				fmt.Fprintf(&b, "\n    ... %d more %s in the report", len(keys)-n, what)
+				return
+			}
+			fmt.Fprintf(&b, "\n    %s: (%s)", what, strings.Join(k, ", "))
+		}
+	}
+	list("missing", d.Missing)
+	list("extra", d.Extra)
+	for i, c := range d.Changed {
+		if i == n {
+			fmt.Fprintf(&b, "\n    ... %d more changed in the report", len(d.Changed)-n)
+			break
+		}
+		fmt.Fprintf(&b, "\n    changed: (%s) columns %s", strings.Join(c.Key, ", "), strings.Join(c.Columns, ", "))
+	}
+	return b.String()
+}

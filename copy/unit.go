@@ -234,22 +234,32 @@ func (e *WriteBlockError) Error() string {
 	return fmt.Sprintf("%s: writes blocked longer than --max-write-block %s; rolled back", e.Unit, e.Limit)
 }
 
-// countingWriter hashes and counts the source stream on its way into the
-// pipe buffer.
-type countingWriter struct {
-	hash    *verify.Stream
+// hashingWriter hashes the source stream on its way into the pipe buffer.
+// pgx hands the stream over one row at a time, so this runs per row: keep
+// it to the hash.
+type hashingWriter struct {
+	hash *verify.Stream
+	out  io.Writer
+}
+
+func (h *hashingWriter) Write(p []byte) (int, error) {
+	if _, err := h.hash.Write(p); err != nil {
+		return 0, err
+	}
+	return h.out.Write(p)
+}
+
+// progressWriter reports bytes as the buffer flushes them into the pipe,
+// once per buffer rather than once per row.
+type progressWriter struct {
 	out     io.Writer
 	onBytes func(int64)
 }
 
-func (c *countingWriter) Write(p []byte) (int, error) {
-	if _, err := c.hash.Write(p); err != nil {
-		return 0, err
-	}
-	if c.onBytes != nil {
-		c.onBytes(int64(len(p)))
-	}
-	return c.out.Write(p)
+func (p *progressWriter) Write(b []byte) (int, error) {
+	n, err := p.out.Write(b)
+	p.onBytes(int64(n))
+	return n, err
 }
 
 // stream relays the source's COPY TO into the destination's COPY FROM and
@@ -257,8 +267,12 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 func (w *worker) stream(ctx context.Context, u partition.Unit, res *Result) (verify.Sum, int64, error) {
 	hash := verify.NewStream(u.Binary, w.opts.Verify == verify.Checksum)
 	pr, pw := io.Pipe()
-	buf := bufio.NewWriterSize(pw, copyBuffer)
-	out := &countingWriter{hash: hash, out: buf, onBytes: w.opts.OnBytes}
+	var sink io.Writer = pw
+	if w.opts.OnBytes != nil {
+		sink = &progressWriter{out: pw, onBytes: w.opts.OnBytes}
+	}
+	buf := bufio.NewWriterSize(sink, copyBuffer)
+	out := &hashingWriter{hash: hash, out: buf}
 	srcDone := make(chan error, 1)
 	go func() {
 		_, err := w.srcConn.PgConn().CopyTo(ctx, out, copyOutSQL(u.Source, u.Columns, u.Binary))

@@ -66,6 +66,27 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		ErrWriter:             stderr,
 		ExitErrHandler:        func(*cli.Context, error) {},
 		Commands:              []*cli.Command{copyCommand(&code, &secrets), planCommand(&code, &secrets), verifyCommand(&code, &secrets)},
+		// cli's own help flag is one package-global value that every parse
+		// writes to; each app and command gets its own instead.
+		HideHelp: true,
+		Flags:    []cli.Flag{helpFlag()},
+		Action: func(c *cli.Context) error {
+			if c.Args().Present() {
+				return fmt.Errorf("unknown command %q (want copy, plan or verify)", c.Args().First())
+			}
+			return cli.ShowAppHelp(c)
+		},
+	}
+	for _, cmd := range app.Commands {
+		cmd.HideHelp = true
+		cmd.Flags = append(cmd.Flags, helpFlag())
+		action := cmd.Action
+		cmd.Action = func(c *cli.Context) error {
+			if c.Bool("help") {
+				return cli.ShowCommandHelp(c, c.Command.Name)
+			}
+			return action(c)
+		}
 	}
 	if err := app.RunContext(ctx, args); err != nil {
 		fmt.Fprintf(stderr, "lockstep: %s\n", oneLine(copy.Redact(err.Error(), secrets...)))
@@ -74,6 +95,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 	}
 	return code
+}
+
+func helpFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "help", Aliases: []string{"h"}, Usage: "show help"}
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

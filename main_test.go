@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +14,16 @@ import (
 	"lockstep/internal/pgtest"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+// TestMain doubles as the lockstep binary: with LOCKSTEP_TEST_AS_MAIN set,
+// the test executable runs main() instead of the tests, so that tests can
+// signal and kill a real lockstep process.
+func TestMain(m *testing.M) {
+	if os.Getenv("LOCKSTEP_TEST_AS_MAIN") == "1" {
+		main()
+		return
+	}
+	pgtest.Main(m)
+}
 
 func sqlExec(t *testing.T, dsn, sql string) {
 	t.Helper()

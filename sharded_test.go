@@ -341,3 +341,31 @@ func pgtestUUID(g int) string {
 	sum := fmt.Sprintf("%x", md5.Sum([]byte(fmt.Sprint(g))))
 	return sum[0:8] + "-" + sum[8:12] + "-" + sum[12:16] + "-" + sum[16:20] + "-" + sum[20:32]
 }
+
+// A LATIN1 source and a UTF8 destination: rows travel as UTF8, the servers
+// convert, and the destination stores the same characters.
+func TestEncodingsDiffer(t *testing.T) {
+	t.Parallel()
+	env := pgtest.Get(t)
+	_, dst := env.NewDBs(t)
+	name := fmt.Sprintf("latin1_%d", time.Now().UnixNano())
+	admin := env.Source.DSN("postgres")
+	pgtest.Exec(t, admin, "CREATE DATABASE "+name+" ENCODING 'LATIN1' TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'")
+	t.Cleanup(func() { pgtest.Exec(t, admin, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)") })
+	src := env.Source.DSN(name)
+	// This session says it speaks UTF8; the server stores LATIN1.
+	pgtest.Exec(t, src+"&client_encoding=UTF8", "CREATE TABLE e (id int PRIMARY KEY, t text); INSERT INTO e VALUES (1, 'café déjà vu ñ')")
+	if got := pgtest.QueryString(t, src+"&client_encoding=UTF8", "SELECT octet_length(t) FROM e"); got != "14" {
+		t.Fatalf("source stores %s bytes, want 14 LATIN1 bytes", got)
+	}
+	pgtest.Exec(t, dst, "CREATE TABLE e (id int PRIMARY KEY, t text)")
+	mustRun(t, 0, "copy", "--source", src, "--dest", dst, "--table", "e")
+	if got := pgtest.QueryString(t, dst, "SELECT t = 'café déjà vu ñ' AND octet_length(t) = 18 FROM e"); got != "t" && got != "true" {
+		t.Fatalf("destination holds %q", pgtest.QueryString(t, dst, "SELECT t FROM e"))
+	}
+	mustRun(t, 0, "verify", "--source", src, "--dest", dst, "--table", "e")
+	pgtest.Exec(t, dst, "UPDATE e SET t = 'cafe deja vu n'")
+	if out := mustRun(t, 4, "verify", "--source", src, "--dest", dst, "--table", "e", "--diff"); !strings.Contains(out, "changed: (1) columns t") {
+		t.Fatalf("diff across encodings: %s", out)
+	}
+}

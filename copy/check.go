@@ -61,7 +61,7 @@ func (w *worker) compare(ctx context.Context, u partition.Unit, res *Result, loc
 	}
 	var err error
 	if locked {
-		res.DestLockWait, err = lock.Acquire(ctx, w.dstConn, lock.Request{Side: "destination", Table: u.Dest.Ident(),
+		res.DestLockWait, err = lock.Acquire(ctx, w.dstConn, lock.Request{Side: "destination", Table: u.Dest.Ident(), Only: !u.Dest.Partitioned(),
 			Mode: lock.Exclusive, Timeout: w.opts.LockTimeout, Watch: w.dst.connect})
 		if err != nil {
 			poisoned = false
@@ -72,7 +72,7 @@ func (w *worker) compare(ctx context.Context, u partition.Unit, res *Result, loc
 		return fmt.Errorf("source: begin: %w", err)
 	}
 	if locked {
-		res.SourceLockWait, err = lock.Acquire(ctx, w.srcConn, lock.Request{Side: "source", Table: u.Source.Ident(),
+		res.SourceLockWait, err = lock.Acquire(ctx, w.srcConn, lock.Request{Side: "source", Table: u.Source.Ident(), Only: !u.Source.Partitioned(),
 			Mode: lock.Exclusive, Timeout: w.opts.LockTimeout, Watch: w.src.connect})
 		if err != nil {
 			poisoned = false
@@ -102,7 +102,7 @@ func (w *worker) compare(ctx context.Context, u partition.Unit, res *Result, loc
 	}
 	cmpErr := verify.Compare(u.Name(), w.opts.Verify, srcSum, dstSum)
 	if cmpErr != nil && w.opts.Diff {
-		if err := w.diff(ctx, u, res); err != nil {
+		if err := w.diff(ctx, u, res, srcSum.Rows, dstSum.Rows); err != nil {
 			return err
 		}
 	}
@@ -137,12 +137,13 @@ func figures(ctx context.Context, conn *pgx.Conn, t partition.Table, u partition
 
 // diff pinpoints the differing rows of a mismatching unit inside the open
 // snapshots.
-func (w *worker) diff(ctx context.Context, u partition.Unit, res *Result) error {
+func (w *worker) diff(ctx context.Context, u partition.Unit, res *Result, srcRows, dstRows int64) error {
 	if len(u.Key) == 0 {
 		res.Diff = &verify.Diff{Unavailable: u.NoKey}
 		return nil
 	}
-	spec := verify.Spec{Unit: u.Name(), Columns: u.Columns, Key: u.Key, LeafRows: w.opts.DiffRows, HashFunc: w.opts.hashFunc}
+	spec := verify.Spec{Unit: u.Name(), Columns: u.Columns, Key: u.Key, LeafRows: w.opts.DiffRows, HashFunc: w.opts.hashFunc,
+		SourceRows: srcRows, DestRows: dstRows}
 	src := verify.Side{Q: w.srcConn, Table: only(u.Source)}
 	dst := verify.Side{Q: w.dstConn, Table: only(u.Dest)}
 	d, err := verify.Bisect(ctx, src, dst, spec)

@@ -28,6 +28,9 @@ func parseSide(name, dsn string) (*side, error) {
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = DefaultConnect
 	}
+	// Rows travel and are hashed as UTF8 whatever each server's encoding;
+	// the servers convert. A connection string cannot change this.
+	cfg.RuntimeParams["client_encoding"] = "UTF8"
 	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
 		cfg.RuntimeParams["application_name"] = "lockstep"
 	}
@@ -97,10 +100,17 @@ func commit(ctx context.Context, conn *pgx.Conn) error {
 		return err
 	}
 	if len(res) != 1 || res[0].CommandTag.String() != "COMMIT" {
-		return errors.New("the transaction had failed and was rolled back")
+		return errRolledBack
 	}
 	return nil
 }
+
+// errRolledBack: the server answered COMMIT with ROLLBACK. Certain.
+var errRolledBack = errors.New("the transaction had failed and was rolled back")
+
+// commitTimeout bounds the commit point (both commits and a re-check),
+// which runs on even after a cancellation.
+const commitTimeout = time.Minute
 
 // rollback ends conn's transaction, even when ctx is already cancelled.
 // It reports whether the connection is still fit for reuse.
@@ -126,6 +136,9 @@ func closeConn(ctx context.Context, conn *pgx.Conn) {
 // uncertain reports whether a failed COMMIT may nonetheless have committed:
 // the connection broke, or the backend died, before the outcome was known.
 func uncertain(err error) bool {
+	if errors.Is(err, errRolledBack) || pgconn.SafeToRetry(err) {
+		return false // never sent, or answered: not committed
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		return pgErr.Severity == "FATAL" || pgErr.Severity == "PANIC"

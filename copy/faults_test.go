@@ -429,7 +429,7 @@ BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5); RETUR
 CREATE CONSTRAINT TRIGGER die AFTER INSERT ON big DEFERRABLE INITIALLY DEFERRED
   FOR EACH ROW WHEN (NEW.id = 1) EXECUTE FUNCTION die();`)
 	rep, err := copy.Run(testCtx(t), opts(f.src, f.dst, "big"))
-	u := oneFailed(t, runResult{rep, err, time.Now()}, copy.StatusFailed, "did not commit")
+	u := oneFailed(t, runResult{rep, err, time.Now()}, copy.StatusFailed, "aborted, the destination is as before")
 	if !u.Uncertain {
 		t.Error("the unknown commit was not flagged for re-check")
 	}

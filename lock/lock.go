@@ -68,6 +68,7 @@ func (e *TimeoutError) Error() string {
 type Request struct {
 	Side    string // "source" or "destination", for messages
 	Table   pgx.Identifier
+	Only    bool // lock the table alone, not inheritance children
 	Mode    Mode
 	Timeout time.Duration
 	// Watch opens a second connection to the same server to look up
@@ -77,8 +78,12 @@ type Request struct {
 
 // SQL is the statements of one attempt, to run inside an open transaction.
 func (r Request) SQL() string {
-	return fmt.Sprintf("SET LOCAL lock_timeout = %d; LOCK TABLE %s IN %s MODE",
-		r.Timeout.Milliseconds(), r.Table.Sanitize(), r.Mode)
+	only := ""
+	if r.Only {
+		only = "ONLY "
+	}
+	return fmt.Sprintf("SET LOCAL lock_timeout = %d; LOCK TABLE %s%s IN %s MODE",
+		r.Timeout.Milliseconds(), only, r.Table.Sanitize(), r.Mode)
 }
 
 // Acquire makes one attempt to lock r.Table on conn, which must be inside a

@@ -35,14 +35,17 @@ type Side struct {
 
 // Spec is a table to pinpoint differences in.
 type Spec struct {
-	Unit        string
-	Columns     []string
-	Key         []KeyColumn
-	LeafRows    int    // compare rows once a segment holds at most this many
-	HashFunc    string // "md5" or "sha256" (FIPS builds lack md5)
-	Fanout      int    // segments per split
-	MaxListed   int    // keys listed per kind; further ones are only counted
-	ChangedRows int    // changed rows whose columns are compared one by one
+	Unit     string
+	Columns  []string
+	Key      []KeyColumn
+	LeafRows int // compare rows once a segment holds at most this many
+	// SourceRows and DestRows are the whole table's counts, already known
+	// to differ in count or checksum: the bisection starts by splitting.
+	SourceRows, DestRows int64
+	HashFunc             string // "md5" or "sha256" (FIPS builds lack md5)
+	Fanout               int    // segments per split
+	MaxListed            int    // keys listed per kind; further ones are only counted
+	ChangedRows          int    // changed rows whose columns are compared one by one
 }
 
 // Change is a row present on both sides with other values.
@@ -91,7 +94,8 @@ type segSum struct {
 	a, b string // numeric sums of the hash halves, as text
 }
 
-// Bisect pinpoints the rows that differ between src and dst.
+// Bisect pinpoints the rows that differ between src and dst, whose whole
+// tables are known to differ.
 func Bisect(ctx context.Context, src, dst Side, s Spec) (*Diff, error) {
 	start := time.Now()
 	d := &Diff{HashFunc: s.HashFunc}
@@ -110,21 +114,25 @@ func Bisect(ctx context.Context, src, dst Side, s Spec) (*Diff, error) {
 	if s.ChangedRows < 1 {
 		s.ChangedRows = 1000
 	}
+	// The whole table is known to differ (its checksums did): split it
+	// without summing it again, which on a big table is the costliest pass.
 	queue := []segment{{}}
 	for len(queue) > 0 {
 		seg := queue[0]
 		queue = queue[1:]
-		var ss, ds segSum
-		g, gctx := errgroup.WithContext(ctx)
-		g.Go(func() (err error) { ss, err = s.segmentSum(gctx, src, seg); return wrap("source", err) })
-		g.Go(func() (err error) { ds, err = s.segmentSum(gctx, dst, seg); return wrap("destination", err) })
-		if err := g.Wait(); err != nil {
-			return nil, err
-		}
-		d.Segments++
-		d.Depth = max(d.Depth, seg.depth)
-		if ss == ds {
-			continue
+		ss, ds := segSum{rows: s.SourceRows}, segSum{rows: s.DestRows}
+		if seg.depth > 0 {
+			g, gctx := errgroup.WithContext(ctx)
+			g.Go(func() (err error) { ss, err = s.segmentSum(gctx, src, seg); return wrap("source", err) })
+			g.Go(func() (err error) { ds, err = s.segmentSum(gctx, dst, seg); return wrap("destination", err) })
+			if err := g.Wait(); err != nil {
+				return nil, err
+			}
+			d.Segments++
+			d.Depth = max(d.Depth, seg.depth)
+			if ss == ds {
+				continue
+			}
 		}
 		if max(ss.rows, ds.rows) <= int64(s.LeafRows) || seg.depth >= 64 {
 			if err := s.compareLeaf(ctx, src, dst, seg, d); err != nil {
@@ -214,7 +222,7 @@ func RowHashSQL(fn string, cols []string) string {
 	if fn == "sha256" {
 		return "pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(" + row + ", 'UTF8')), 'hex')"
 	}
-	return "pg_catalog.md5(" + row + ")"
+	return "pg_catalog.md5(pg_catalog.convert_to(" + row + ", 'UTF8'))"
 }
 
 func columnList(cols []string) string {
@@ -241,10 +249,6 @@ func (s Spec) segmentSum(ctx context.Context, q Side, seg segment) (segSum, erro
 func (s Spec) splitPoints(ctx context.Context, q Side, seg segment, n int64) ([][]string, error) {
 	step := max(n/int64(s.Fanout), 1)
 	w, args := s.where(seg)
-	keys := make([]string, len(s.Key))
-	for i, k := range s.Key {
-		keys[i] = pgx.Identifier{k.Name}.Sanitize() + "::text"
-	}
 	sql := fmt.Sprintf(`SELECT %s FROM (SELECT %s, row_number() OVER (ORDER BY %s) AS rn__ FROM %s WHERE %s) s
 	                    WHERE rn__ %% %d = 0 AND rn__ < %d ORDER BY rn__`,
 		strings.Join(quoteAll(s.Key), ", "), strings.Join(keysText(s.Key), ", "), strings.Join(s.keyExprs(), ", "),
@@ -413,6 +417,9 @@ func (s Spec) describeChanges(ctx context.Context, src, dst Side, keys [][]strin
 	for _, k := range keys {
 		id := strings.Join(k, "\x00")
 		a, b := sr[id], dr[id]
+		if a == nil || b == nil {
+			continue // gone from a side since the leaf was read (only without --lock)
+		}
 		c := Change{Key: k}
 		for i, col := range s.Columns {
 			if !sameText(a[i], b[i]) {

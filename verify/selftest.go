@@ -20,7 +20,7 @@ var trickyValues = []struct{ label, expr string }{
 	{"real 0.1", "0.1::real"},
 	{"'' (empty text)", "''::text"},
 	{"NULL", "NULL::text"},
-	{"unicode text", "'ünïcødé ✓ 𝄞 \t\\'::text"},
+	{"non-ASCII text", "'ünïcødé \t\\'::text"}, // characters every Latin encoding has
 	{"interval", "'1 mon -1 day -00:00:00.000001'::interval"},
 	{"timestamptz at a DST change", "'2024-03-31 02:30:00 Europe/Berlin'::timestamptz"},
 	{"timestamp BC", "'4713-01-01 00:00:00.000001 BC'::timestamp"},

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"lockstep/internal/pgtest"
+)
+
+// startLockstep runs this test binary as lockstep (see TestMain).
+func startLockstep(t *testing.T, args ...string) (*exec.Cmd, *strings.Builder) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.Env = append(os.Environ(), "LOCKSTEP_TEST_AS_MAIN=1")
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd, &out
+}
+
+// unlocked reports whether nobody holds a lock on table, waiting up to 10s
+// for backends of a dead client to notice.
+func unlocked(t *testing.T, dsn, table string) bool {
+	t.Helper()
+	conn := pgtest.Connect(t, dsn)
+	ctx := context.Background()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = tx.Exec(ctx, "SET LOCAL lock_timeout = '200ms'; LOCK TABLE "+table+" IN ACCESS EXCLUSIVE MODE")
+		tx.Rollback(ctx)
+		if err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// SIGINT and SIGTERM roll back the unit in flight and exit 3; SIGKILL leaves
+// the servers to roll back: either way the destination is as before and
+// the source unlocked.
+func TestSignalsAndKill(t *testing.T) {
+	t.Parallel()
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGKILL} {
+		t.Run(sig.String(), func(t *testing.T) {
+			t.Parallel()
+			src, dst := pgtest.Get(t).NewDBs(t)
+			pgtest.Exec(t, src, listTable+listRows)
+			pgtest.Exec(t, dst, listTable+slowOn("m_a")+`INSERT INTO m VALUES ('a', 0, 'kept'), ('b', 0, 'kept')`)
+			srcBefore, dstBefore := tableDigest(t, src, "m"), tableDigest(t, dst, "m")
+			cmd, out := startLockstep(t, "copy", "--source", src, "--dest", dst, "--table", "m", "--order", "name", "--jobs", "1")
+			waitUntil(t, "m_a in flight", func() bool {
+				return pgtest.QueryString(t, dst, `SELECT count(*) FROM pg_stat_progress_copy
+					WHERE datname = current_database() AND tuples_processed > 0`) != "0"
+			})
+			if err := cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			err := cmd.Wait()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) {
+				t.Fatalf("lockstep ended with %v\n%s", err, out)
+			}
+			if sig != syscall.SIGKILL {
+				if exit.ExitCode() != 3 || !strings.Contains(out.String(), `interrupted "public"."m_a"`) {
+					t.Fatalf("exit %d, want 3\n%s", exit.ExitCode(), out)
+				}
+			}
+			for _, p := range []string{"m_a", "m_b", "m_c"} {
+				if !unlocked(t, src, p) || !unlocked(t, dst, p) {
+					t.Fatalf("%s still locked after %s", p, sig)
+				}
+			}
+			if got := tableDigest(t, dst, "m"); got != dstBefore {
+				t.Errorf("destination changed after %s: %s, was %s", sig, got, dstBefore)
+			}
+			if got := tableDigest(t, src, "m"); got != srcBefore {
+				t.Errorf("source changed: %s", got)
+			}
+		})
+	}
+}

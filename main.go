@@ -191,7 +191,7 @@ func verifyCommand(code *int, secrets *[]string) *cli.Command {
 			if opts.Verify == verify.None {
 				return fmt.Errorf("--mode none verifies nothing (want checksum or count)")
 			}
-			opts.Lock, opts.RecheckLocked = c.Bool("lock"), c.Bool("recheck-locked")
+			opts.VerifyOnly, opts.Lock, opts.RecheckLocked = true, c.Bool("lock"), c.Bool("recheck-locked")
 			opts.Diff, opts.DiffKey, opts.DiffRows = c.Bool("diff"), c.StringSlice("key"), c.Int("diff-rows")
 			opts.RepairSQL = c.String("diff-sql") != ""
 			if (len(opts.DiffKey) > 0 || opts.RepairSQL) && !opts.Diff {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/url"
 	"os"
 	"strings"
@@ -196,5 +197,40 @@ func TestCLICopyAndExitCodes(t *testing.T) {
 	}
 	if snapshot(t, dst) != "orders:5000" {
 		t.Fatalf("destination after failures: %s", snapshot(t, dst))
+	}
+}
+
+// A role that may read but not lock or load gets exit 2 before anything is
+// locked, naming the side, the role and the privilege.
+func TestPrivilegesCheckedBeforeLocking(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	role := fmt.Sprintf("reader_%d", time.Now().UnixNano())
+	pgtest.Exec(t, src, "CREATE TABLE t (id int); INSERT INTO t VALUES (1); CREATE ROLE "+role+" LOGIN PASSWORD 'pw'; GRANT SELECT ON t TO "+role)
+	pgtest.Exec(t, dst, "CREATE TABLE t (id int); CREATE ROLE "+role+" LOGIN PASSWORD 'pw'; GRANT SELECT, INSERT ON t TO "+role)
+	t.Cleanup(func() {
+		pgtest.Exec(t, src, "DROP OWNED BY "+role+"; DROP ROLE "+role)
+		pgtest.Exec(t, dst, "DROP OWNED BY "+role+"; DROP ROLE "+role)
+	})
+	as := func(dsn string) string {
+		u, _ := url.Parse(dsn)
+		u.User = url.UserPassword(role, "pw")
+		return u.String()
+	}
+	ctx := context.Background()
+	code, _, errOut := lockstep(t, ctx, "copy", "--source", as(src), "--dest", dst, "--table", "t")
+	if code != 2 || !strings.Contains(errOut, `source: "public"."t": role `+role+` lacks the UPDATE, DELETE or TRUNCATE privilege, which PostgreSQL requires for an EXCLUSIVE lock`) {
+		t.Errorf("read-only source role: exit %d: %s", code, errOut)
+	}
+	code, _, errOut = lockstep(t, ctx, "copy", "--source", src, "--dest", as(dst), "--table", "t")
+	if code != 2 || !strings.Contains(errOut, `destination: "public"."t": role `+role+` lacks the INSERT and TRUNCATE`) {
+		t.Errorf("destination role without TRUNCATE: exit %d: %s", code, errOut)
+	}
+	// Reading is all a verify without locks needs.
+	if code, out, errOut := lockstep(t, ctx, "verify", "--source", as(src), "--dest", as(dst), "--table", "t"); code != 4 {
+		t.Errorf("verify as reader: exit %d: %s %s", code, out, errOut)
+	}
+	if code, _, errOut := lockstep(t, ctx, "verify", "--lock", "--source", as(src), "--dest", dst, "--table", "t"); code != 2 || !strings.Contains(errOut, "EXCLUSIVE lock") {
+		t.Errorf("verify --lock as reader: exit %d: %s", code, errOut)
 	}
 }

@@ -29,15 +29,15 @@ func (p *Plan) Verify(ctx context.Context) (*Report, error) {
 
 func (w *worker) check(ctx context.Context, u partition.Unit, res *Result) error {
 	res.Diff, res.Note, res.RepairSQL = nil, "", ""
-	err := w.compare(ctx, u, res, w.opts.Lock)
+	// A mismatch to be re-checked under locks is diffed there, not here.
+	err := w.compare(ctx, u, res, w.opts.Lock, w.opts.Lock || !w.opts.RecheckLocked)
 	if !w.opts.Lock && errors.As(err, new(*verify.MismatchError)) {
 		if !w.opts.RecheckLocked {
 			res.Note = "compared without locks: on a table written meanwhile the difference may be transient (--lock or --recheck-locked)"
 			return err
 		}
 		w.opts.Logger.Info("mismatch without locks; re-checking under lock", "unit", u.Name())
-		res.Diff = nil
-		if err = w.compare(ctx, u, res, true); err == nil {
+		if err = w.compare(ctx, u, res, true, true); err == nil {
 			res.Note = "differed without locks, matched under locks: the difference was transient"
 		} else {
 			res.Note = "re-checked under locks"
@@ -48,7 +48,7 @@ func (w *worker) check(ctx context.Context, u partition.Unit, res *Result) error
 
 // compare is one comparison of a unit, in snapshots taken after the locks
 // when locked.
-func (w *worker) compare(ctx context.Context, u partition.Unit, res *Result, locked bool) error {
+func (w *worker) compare(ctx context.Context, u partition.Unit, res *Result, locked, diff bool) error {
 	if err := w.ensureConns(ctx); err != nil {
 		return err
 	}
@@ -101,7 +101,7 @@ func (w *worker) compare(ctx context.Context, u partition.Unit, res *Result, loc
 		res.Checksum = srcSum.Checksum()
 	}
 	cmpErr := verify.Compare(u.Name(), w.opts.Verify, srcSum, dstSum)
-	if cmpErr != nil && w.opts.Diff {
+	if cmpErr != nil && w.opts.Diff && diff {
 		if err := w.diff(ctx, u, res, srcSum.Rows, dstSum.Rows); err != nil {
 			return err
 		}

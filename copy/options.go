@@ -45,6 +45,7 @@ type Options struct {
 	AssumeMBps    float64
 	Logger        *slog.Logger
 	// lockstep verify: compare without copying.
+	VerifyOnly    bool     // the plan is for Plan.Verify: check only the privileges that needs
 	Lock          bool     // hold the units' locks while comparing
 	RecheckLocked bool     // re-check a mismatch once under the locks before reporting it
 	Diff          bool     // pinpoint differing rows of mismatching units

@@ -16,9 +16,10 @@ type Plan struct {
 	Units  []PlannedUnit `json:"units"`
 	Totals PlanTotals    `json:"totals"`
 
-	units    []partition.Unit
-	opts     *Options
-	src, dst *side
+	units     []partition.Unit
+	opts      *Options
+	estimates map[string]int64 // by unit name, built on first use
+	src, dst  *side
 }
 
 // PlannedUnit is one unit of a plan.
@@ -161,10 +162,11 @@ func (p *Plan) WithCallbacks(start func(unit string), done func(Result), bytes f
 
 // EstimatedBytes is the plan's size estimate of one unit.
 func (p *Plan) EstimatedBytes(unit string) int64 {
-	for _, u := range p.Units {
-		if u.Unit == unit {
-			return u.EstBytes
+	if p.estimates == nil {
+		p.estimates = make(map[string]int64, len(p.Units))
+		for _, u := range p.Units {
+			p.estimates[u.Unit] = u.EstBytes
 		}
 	}
-	return 0
+	return p.estimates[unit]
 }

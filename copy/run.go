@@ -83,6 +83,8 @@ func plan(ctx context.Context, src, dst *side, opts *Options) ([]partition.Unit,
 		Selection:   opts.Selection,
 		SameMajor:   sameMajor,
 		ExactCounts: opts.ExactCounts,
+		Copy:        !opts.VerifyOnly,
+		Lock:        !opts.VerifyOnly || opts.Lock || opts.RecheckLocked,
 		WithKey:     opts.Diff,
 		Key:         opts.DiffKey,
 	})

@@ -52,11 +52,11 @@ func (w *worker) close(ctx context.Context) {
 // abort rolls back both transactions. A connection that cannot roll back,
 // or that saw a failed or cancelled COPY (poisoned), is discarded.
 func (w *worker) abort(ctx context.Context, poisoned bool) {
-	if !rollback(ctx, w.dstConn) || poisoned {
+	if poisoned || !rollback(ctx, w.dstConn) {
 		closeConn(ctx, w.dstConn)
 		w.dstConn = nil
 	}
-	if !rollback(ctx, w.srcConn) || poisoned {
+	if poisoned || !rollback(ctx, w.srcConn) {
 		closeConn(ctx, w.srcConn)
 		w.srcConn = nil
 	}
@@ -318,24 +318,16 @@ func (w *worker) stream(ctx context.Context, u partition.Unit, res *Result) (ver
 }
 
 // readBack computes the destination's figures from what it stored, inside
-// conn's transaction: a COPY read-back hashed the same way as the source
-// stream for checksums, count(*) for counts.
+// conn's transaction, as figures does for either side of a verify.
 func (w *worker) readBack(ctx context.Context, conn *pgx.Conn, u partition.Unit, loaded int64) (verify.Sum, error) {
-	switch w.opts.Verify {
-	case verify.Checksum:
-		hash := verify.NewStream(u.Binary, true)
-		if _, err := conn.PgConn().CopyTo(ctx, hash, copyOutSQL(u.Dest, u.Columns, u.Binary)); err != nil {
-			return verify.Sum{}, fmt.Errorf("destination: read back %s: %w", u.Dest, err)
-		}
-		return hash.Sum()
-	case verify.Count:
-		var n int64
-		if err := conn.QueryRow(ctx, countSQL(u.Dest)).Scan(&n); err != nil {
-			return verify.Sum{}, fmt.Errorf("destination: count %s: %w", u.Dest, err)
-		}
-		return verify.Sum{Rows: n}, nil
+	if w.opts.Verify == verify.None {
+		return verify.Sum{Rows: loaded}, nil
 	}
-	return verify.Sum{Rows: loaded}, nil
+	sum, err := figures(ctx, conn, u.Dest, u, w.opts.Verify)
+	if err != nil {
+		return sum, fmt.Errorf("destination: read back %s: %w", u.Dest, err)
+	}
+	return sum, nil
 }
 
 // recheck decides an unknown destination commit exactly, from a new

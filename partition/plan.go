@@ -172,6 +172,8 @@ type Options struct {
 	Selection
 	SameMajor   bool     // both servers run one major version: binary is possible
 	ExactCounts bool     // count(*) each unit on the source instead of catalog estimates
+	Copy        bool     // units will be copied: check the privileges that needs
+	Lock        bool     // units will be locked on both sides (copy, or verify --lock)
 	WithKey     bool     // find each unit's key (for pinpointing differences)
 	Key         []string // the key columns to use instead of the primary key
 }
@@ -336,6 +338,9 @@ func planUnit(ctx context.Context, src, dst Querier, s, d Table, o Options) (Uni
 		return Unit{}, &SchemaError{Side: "destination", Table: d.String(),
 			Why: fmt.Sprintf("cannot be truncated: referenced by foreign key %s; drop the constraint for the move and re-add it afterwards (ADD ... NOT VALID, then VALIDATE CONSTRAINT)", strings.Join(refs, ", "))}
 	}
+	if err := checkPrivileges(ctx, src, dst, s, d, o); err != nil {
+		return Unit{}, err
+	}
 	u := Unit{Source: s, Dest: d, Columns: cols, Skipped: skipped, Binary: binary, FormatWhy: why, Freeze: d.Kind == "r"}
 	if u.Estimate, err = estimate(ctx, src, s, o.ExactCounts); err != nil {
 		return Unit{}, fmt.Errorf("source: size of %s: %w", s, err)
@@ -402,4 +407,37 @@ func destinationExtras(ctx context.Context, q Querier, t Table) (triggers, fks [
 		return nil
 	})
 	return triggers, fks, err
+}
+
+// checkPrivileges fails early, naming the side, the role and what is
+// missing, where the run would fail after taking locks.
+func checkPrivileges(ctx context.Context, src, dst Querier, s, d Table, o Options) error {
+	const q = `SELECT current_user::text,
+	       has_table_privilege($1::oid, 'SELECT'),
+	       has_table_privilege($1::oid, 'UPDATE') OR has_table_privilege($1::oid, 'DELETE') OR has_table_privilege($1::oid, 'TRUNCATE'),
+	       has_table_privilege($1::oid, 'INSERT') AND has_table_privilege($1::oid, 'TRUNCATE')`
+	for _, side := range []struct {
+		name string
+		q    Querier
+		t    Table
+	}{{"source", src, s}, {"destination", dst, d}} {
+		var role string
+		var read, lock, load bool
+		if err := side.q.QueryRow(ctx, q, side.t.OID).Scan(&role, &read, &lock, &load); err != nil {
+			return fmt.Errorf("%s: privileges on %s: %w", side.name, side.t, err)
+		}
+		var missing string
+		switch {
+		case !read:
+			missing = "the SELECT privilege"
+		case o.Copy && side.name == "destination" && !load:
+			missing = "the INSERT and TRUNCATE privileges (the copy replaces its rows)"
+		case o.Lock && !lock:
+			missing = "the UPDATE, DELETE or TRUNCATE privilege, which PostgreSQL requires for an EXCLUSIVE lock (lockstep never writes with it)"
+		}
+		if missing != "" {
+			return &SchemaError{Side: side.name, Table: side.t.String(), Why: fmt.Sprintf("role %s lacks %s", role, missing)}
+		}
+	}
+	return nil
 }

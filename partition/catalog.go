@@ -8,13 +8,13 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"lockstep/verify"
 )
 
-// Querier is what catalog reads need: a *pgx.Conn or a pgx.Tx.
-type Querier interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
+// Querier is what catalog reads need: a *pgx.Conn or a pgx.Tx; the same
+// as the diff's.
+type Querier = verify.Querier
 
 // Table is a resolved relation on one server.
 type Table struct {

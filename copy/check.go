@@ -55,29 +55,18 @@ func (w *worker) compare(ctx context.Context, u partition.Unit, res *Result, loc
 	poisoned := true // until both transactions end cleanly
 	defer func() { w.abort(ctx, poisoned) }()
 
-	begin := "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
-	if err := exec(ctx, w.dstConn, begin+sessionSQL(w.dstVer)); err != nil {
-		return fmt.Errorf("destination: begin: %w", err)
+	mode := lock.Mode("")
+	if locked {
+		mode = lock.Exclusive
 	}
 	var err error
-	if locked {
-		res.DestLockWait, err = lock.Acquire(ctx, w.dstConn, lock.Request{Side: "destination", Table: u.Dest.Ident(), Only: !u.Dest.Partitioned(),
-			Mode: lock.Exclusive, Timeout: w.opts.LockTimeout, Watch: w.dst.connect})
-		if err != nil {
-			poisoned = false
-			return err
-		}
+	if res.DestLockWait, err = w.begin(ctx, w.dst, u.Dest, beginSnapshot, mode); err != nil {
+		poisoned = !errors.As(err, new(*lock.TimeoutError))
+		return err
 	}
-	if err := exec(ctx, w.srcConn, begin+sessionSQL(w.srcVer)); err != nil {
-		return fmt.Errorf("source: begin: %w", err)
-	}
-	if locked {
-		res.SourceLockWait, err = lock.Acquire(ctx, w.srcConn, lock.Request{Side: "source", Table: u.Source.Ident(), Only: !u.Source.Partitioned(),
-			Mode: lock.Exclusive, Timeout: w.opts.LockTimeout, Watch: w.src.connect})
-		if err != nil {
-			poisoned = false
-			return err
-		}
+	if res.SourceLockWait, err = w.begin(ctx, w.src, u.Source, beginSnapshot, mode); err != nil {
+		poisoned = !errors.As(err, new(*lock.TimeoutError))
+		return err
 	}
 	lockedAt := time.Now()
 

@@ -460,3 +460,32 @@ func TestManyUnitsOnWorkers(t *testing.T) {
 		}
 	}
 }
+
+// The destination server goes down mid-COPY: the unit fails naming the
+// destination, the source is unlocked and unchanged, and once the server is
+// back its table is exactly as before.
+func TestDestinationServerStoppedMidCopy(t *testing.T) {
+	t.Parallel()
+	src, _ := pgtest.Get(t).NewDBs(t)
+	server := pgtest.NewServer(t)
+	dst := server.DSN("postgres")
+	mustExec(t, src, bigSchema+bigRows)
+	mustExec(t, dst, bigSchema+preexisting+slowTrigger)
+	f := &fixture{src: src, dst: dst, srcBefore: digest(t, src), dstBefore: digest(t, dst)}
+	done := start(testCtx(t), opts(src, dst, "big"))
+	waitFor(t, "destination COPY", func() bool { return copyingRows(t, dst) })
+	if err := server.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	oneFailed(t, <-done, copy.StatusFailed, "destination")
+	assertUnlocked(t, src, "source")
+	if got := digest(t, src); got != f.srcBefore {
+		t.Errorf("source changed: %s", got)
+	}
+	if err := server.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if got := digest(t, dst); got != f.dstBefore {
+		t.Errorf("destination after restart: %s, was %s", got, f.dstBefore)
+	}
+}

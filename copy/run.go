@@ -71,7 +71,7 @@ func plan(ctx context.Context, src, dst *side, opts *Options) ([]partition.Unit,
 	}
 	sameMajor := serverVersion(sc.conn)/10000 == serverVersion(dc.conn)/10000
 	for _, c := range []*pgx.Conn{sc.conn, dc.conn} {
-		if err := exec(ctx, c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "+sessionSQL(serverVersion(c))); err != nil {
+		if err := exec(ctx, c, beginSnapshot+"; "+sessionSQL(serverVersion(c))); err != nil {
 			return nil, err
 		}
 		defer rollback(ctx, c)

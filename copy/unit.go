@@ -99,6 +99,33 @@ func (w *worker) run(ctx context.Context, u partition.Unit, attempt attemptFunc)
 	}
 }
 
+// beginSnapshot opens a read-only transaction whose snapshot is taken at
+// its first query, after the lock.
+const beginSnapshot = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+
+// conn is the worker's connection to side.
+func (w *worker) conn(sd *side) (*pgx.Conn, int) {
+	if sd == w.dst {
+		return w.dstConn, w.dstVer
+	}
+	return w.srcConn, w.srcVer
+}
+
+// begin opens the unit's transaction on one side with the pinned session
+// settings and, unless mode is empty, locks t there before anything else.
+// It returns how long the lock was awaited.
+func (w *worker) begin(ctx context.Context, sd *side, t partition.Table, begin string, mode lock.Mode) (time.Duration, error) {
+	conn, ver := w.conn(sd)
+	if err := exec(ctx, conn, begin+"; "+sessionSQL(ver)); err != nil {
+		return 0, fmt.Errorf("%s: begin: %w", sd.name, err)
+	}
+	if mode == "" {
+		return 0, nil
+	}
+	return lock.Acquire(ctx, conn, lock.Request{Side: sd.name, Table: t.Ident(), Only: !t.Partitioned(), Mode: mode,
+		Timeout: w.opts.LockTimeout, Watch: sd.connect})
+}
+
 // attempt is one pass of the unit protocol.
 func (w *worker) attempt(ctx context.Context, u partition.Unit, res *Result) (err error) {
 	if err := w.ensureConns(ctx); err != nil {
@@ -111,31 +138,14 @@ func (w *worker) attempt(ctx context.Context, u partition.Unit, res *Result) (er
 			w.abort(ctx, poisoned || ctx.Err() != nil)
 		}
 	}()
-	watch := func(side *side) func(context.Context) (*pgx.Conn, error) {
-		return func(ctx context.Context) (*pgx.Conn, error) { return side.connect(ctx) }
-	}
-
 	// 1. Destination first: the source is never write-blocked while the
 	// destination lock is awaited.
-	if err := exec(ctx, w.dstConn, "BEGIN; "+sessionSQL(w.dstVer)); err != nil {
-		return fmt.Errorf("destination: begin: %w", err)
-	}
-	res.DestLockWait, err = lock.Acquire(ctx, w.dstConn, lock.Request{
-		Side: "destination", Table: u.Dest.Ident(), Only: !u.Dest.Partitioned(), Mode: lock.AccessExclusive,
-		Timeout: w.opts.LockTimeout, Watch: watch(w.dst)})
-	if err != nil {
+	if res.DestLockWait, err = w.begin(ctx, w.dst, u.Dest, "BEGIN", lock.AccessExclusive); err != nil {
 		return err
 	}
-
 	// 2. Source: lock before any query, so the snapshot (taken by the first
 	// query, the COPY) sees every write committed before the lock.
-	if err := exec(ctx, w.srcConn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "+sessionSQL(w.srcVer)); err != nil {
-		return fmt.Errorf("source: begin: %w", err)
-	}
-	res.SourceLockWait, err = lock.Acquire(ctx, w.srcConn, lock.Request{
-		Side: "source", Table: u.Source.Ident(), Only: !u.Source.Partitioned(), Mode: lock.Exclusive,
-		Timeout: w.opts.LockTimeout, Watch: watch(w.src)})
-	if err != nil {
+	if res.SourceLockWait, err = w.begin(ctx, w.src, u.Source, beginSnapshot, lock.Exclusive); err != nil {
 		return err
 	}
 	locked := time.Now()

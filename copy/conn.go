@@ -34,6 +34,7 @@ func parseSide(name, dsn string) (*side, error) {
 	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
 		cfg.RuntimeParams["application_name"] = "lockstep"
 	}
+	cfg.AfterConnect = readVersion
 	return &side{name: name, cfg: cfg}, nil
 }
 
@@ -71,18 +72,64 @@ func unwrapConnect(err error) error {
 	return errors.New(strings.Join(parts, "; "))
 }
 
-// serverVersion reads server_version_num from the startup parameters, so
-// asking costs no query (a query would take the source's snapshot too early
-// if it ran inside the unit's transaction).
-func serverVersion(conn *pgx.Conn) int {
-	v := conn.PgConn().ParameterStatus("server_version")
-	major, rest, _ := strings.Cut(strings.Fields(v + " ")[0], ".")
-	m, _ := strconv.Atoi(major)
-	minor, _ := strconv.Atoi(strings.SplitN(rest, ".", 2)[0])
-	if m >= 10 {
-		return m*10000 + minor
+// versionKey is where readVersion keeps a connection's server_version_num.
+const versionKey = "lockstep.server_version_num"
+
+// readVersion asks a new connection for server_version_num (the server
+// does not report it at startup) and keeps it with the connection, so that
+// serverVersion costs no query later: a query inside a unit's transaction
+// would take the source's snapshot before the lock.
+func readVersion(ctx context.Context, pc *pgconn.PgConn) error {
+	res, err := pc.Exec(ctx, "SHOW server_version_num").ReadAll()
+	if err != nil {
+		return fmt.Errorf("read server_version_num: %w", err)
 	}
-	return m*10000 + minor*100
+	if len(res) != 1 || len(res[0].Rows) != 1 || len(res[0].Rows[0]) != 1 {
+		return errors.New("read server_version_num: no value")
+	}
+	n, err := strconv.Atoi(string(res[0].Rows[0][0]))
+	if err != nil || n <= 0 {
+		return fmt.Errorf("read server_version_num: unexpected value %q", res[0].Rows[0][0])
+	}
+	pc.CustomData()[versionKey] = n
+	return nil
+}
+
+// serverVersion is the server's version as server_version_num writes it
+// (150018 for 15.18, 170000 for 17beta1). Connections made by side.connect
+// carry the server's own figure; others fall back to parsing the
+// server_version the server reported at startup.
+func serverVersion(conn *pgx.Conn) int {
+	if v, ok := conn.PgConn().CustomData()[versionKey].(int); ok {
+		return v
+	}
+	return parseVersion(conn.PgConn().ParameterStatus("server_version"))
+}
+
+// parseVersion turns a server_version string ("15.18 (Debian ...)",
+// "17beta1", "18devel", "9.6.24") into server_version_num's form; 0 when
+// it has no leading number.
+func parseVersion(v string) int {
+	num := func(s string) (int, string) {
+		i := 0
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+		n, _ := strconv.Atoi(s[:i])
+		return n, s[i:]
+	}
+	major, rest := num(strings.TrimSpace(v))
+	minor, patch := 0, 0
+	if strings.HasPrefix(rest, ".") {
+		minor, rest = num(rest[1:])
+		if strings.HasPrefix(rest, ".") {
+			patch, _ = num(rest[1:])
+		}
+	}
+	if major >= 10 {
+		return major*10000 + minor // 10 and later: major.minor
+	}
+	return major*10000 + minor*100 + patch
 }
 
 // exec runs statements with the simple protocol and checks the server ran

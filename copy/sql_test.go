@@ -56,3 +56,25 @@ func TestRedact(t *testing.T) {
 		}
 	}
 }
+
+func TestParseVersion(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int
+	}{
+		{"15.18 (Debian 15.18-0+deb12u1)", 150018},
+		{"15.4", 150004},
+		{"17beta1", 170000},
+		{"18devel", 180000},
+		{"16rc1", 160000},
+		{"10.23", 100023},
+		{"9.6.24", 90624},
+		{"9.6beta2", 90600},
+		{"", 0},
+		{"EnterpriseDB 15", 0},
+	} {
+		if got := parseVersion(c.in); got != c.want {
+			t.Errorf("parseVersion(%q) = %d, want %d", c.in, got, c.want)
+		}
+	}
+}

@@ -234,3 +234,34 @@ func TestPrivilegesCheckedBeforeLocking(t *testing.T) {
 		t.Errorf("verify --lock as reader: exit %d: %s", code, errOut)
 	}
 }
+
+// --verbose logs every step of the unit protocol, each line naming the unit.
+func TestVerboseLogsEachStep(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	sqlExec(t, src, `CREATE TABLE v (id int PRIMARY KEY); INSERT INTO v SELECT generate_series(1, 10);`)
+	sqlExec(t, dst, `CREATE TABLE v (id int PRIMARY KEY);`)
+	code, out, errOut := lockstep(t, context.Background(), "copy", "--source", src, "--dest", dst, "--table", "v", "--verbose")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	steps := []string{"destination locked", "source locked", "destination truncated", "streamed", "verified",
+		"destination committed", "source committed"}
+	lines := strings.Split(errOut, "\n")
+	at := 0
+	for _, step := range steps {
+		for at < len(lines) && !strings.Contains(lines[at], `msg="`+step) && !strings.Contains(lines[at], "msg="+step) {
+			at++
+		}
+		if at == len(lines) {
+			t.Fatalf("--verbose log lacks %q (in order):\n%s", step, errOut)
+		}
+		if !strings.Contains(lines[at], `unit="\"public\".\"v\""`) {
+			t.Errorf("log line does not name the unit: %s", lines[at])
+		}
+	}
+	code, out, errOut = lockstep(t, context.Background(), "verify", "--source", src, "--dest", dst, "--table", "v", "--verbose", "--lock")
+	if code != 0 || !strings.Contains(errOut, "snapshots taken") || !strings.Contains(errOut, "compared") {
+		t.Fatalf("verify --verbose: exit %d\n%s\n%s", code, out, errOut)
+	}
+}

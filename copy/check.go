@@ -54,21 +54,27 @@ func (w *worker) compare(ctx context.Context, u partition.Unit, res *Result, loc
 	}
 	poisoned := true // until both transactions end cleanly
 	defer func() { w.abort(ctx, poisoned) }()
+	log := w.opts.Logger.With("unit", u.Name())
 
 	mode := lock.Mode("")
 	if locked {
 		mode = lock.Exclusive
 	}
 	var err error
-	if res.DestLockWait, err = w.begin(ctx, w.dst, u.Dest, beginSnapshot, mode); err != nil {
+	if _, res.DestLockWait, err = w.begin(ctx, w.dst, u.Dest, beginSnapshot, mode, w.opts.LockTimeout); err != nil {
 		poisoned = !errors.As(err, new(*lock.TimeoutError))
 		return err
 	}
-	if res.SourceLockWait, err = w.begin(ctx, w.src, u.Source, beginSnapshot, mode); err != nil {
+	// Writes to the source table are held up from the moment its LOCK is
+	// sent, granted or not.
+	sent, wait, err := w.begin(ctx, w.src, u.Source, beginSnapshot, mode, w.opts.LockTimeout)
+	res.SourceLockWait += wait
+	if err != nil {
+		res.WritesBlocked += wait
 		poisoned = !errors.As(err, new(*lock.TimeoutError))
 		return err
 	}
-	lockedAt := time.Now()
+	log.Debug("snapshots taken", "locked", locked, "dest_lock_wait", res.DestLockWait, "source_lock_wait", wait)
 
 	start := time.Now()
 	var srcSum, dstSum verify.Sum
@@ -89,6 +95,7 @@ func (w *worker) compare(ctx context.Context, u partition.Unit, res *Result, loc
 	if w.opts.Verify == verify.Checksum {
 		res.Checksum = srcSum.Checksum()
 	}
+	log.Debug("compared", "mode", w.opts.Verify, "source_rows", srcSum.Rows, "dest_rows", dstSum.Rows, "took", res.Verify)
 	cmpErr := verify.Compare(u.Name(), w.opts.Verify, srcSum, dstSum)
 	if cmpErr != nil && w.opts.Diff && diff {
 		if err := w.diff(ctx, u, res, srcSum.Rows, dstSum.Rows); err != nil {
@@ -96,7 +103,8 @@ func (w *worker) compare(ctx context.Context, u partition.Unit, res *Result, loc
 		}
 	}
 	if locked {
-		res.WritesBlocked = time.Since(lockedAt)
+		res.SourceLockHeld = time.Since(sent) - wait
+		res.WritesBlocked += time.Since(sent)
 	}
 	poisoned = false
 	return cmpErr

@@ -489,3 +489,152 @@ func TestDestinationServerStoppedMidCopy(t *testing.T) {
 		t.Errorf("destination after restart: %s, was %s", got, f.dstBefore)
 	}
 }
+
+// A queued EXCLUSIVE request already blocks every later writer: the time
+// lockstep waits for the source lock counts as writes blocked, apart from
+// the time it holds it.
+func TestWritesBlockedCountsTheLockQueue(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "")
+	blocker := connect(t, f.src)
+	ctx := context.Background()
+	tx, err := blocker.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "UPDATE big SET filler = filler WHERE id = 1"); err != nil {
+		t.Fatal(err)
+	}
+	o := opts(f.src, f.dst, "big")
+	o.LockTimeout = 10 * time.Second
+	done := start(testCtx(t), o)
+	waitFor(t, "source lock wait", func() bool { return lockstepBackend(t, f.src, "%LOCK TABLE%") != 0 })
+	time.Sleep(800 * time.Millisecond)
+	tx.Rollback(ctx)
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("copy: %v", r.err)
+	}
+	u := r.rep.Units[0]
+	if u.SourceLockWait < 700*time.Millisecond {
+		t.Fatalf("source lock wait %s, want the ~800ms spent queued", u.SourceLockWait)
+	}
+	if u.SourceLockHeld <= 0 || u.WritesBlocked < u.SourceLockWait+u.SourceLockHeld-time.Millisecond {
+		t.Fatalf("writes blocked %s, want queue %s + held %s", u.WritesBlocked, u.SourceLockWait, u.SourceLockHeld)
+	}
+	if r.rep.BlockedMax != u.WritesBlocked {
+		t.Errorf("report's max writes blocked %s, unit's %s", r.rep.BlockedMax, u.WritesBlocked)
+	}
+}
+
+// --max-write-block counts the queue too: a source lock that would queue
+// longer than the cap is abandoned at the cap, however long --lock-timeout.
+func TestMaxWriteBlockBoundsTheLockQueue(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "")
+	blocker := connect(t, f.src)
+	ctx := context.Background()
+	tx, err := blocker.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "UPDATE big SET filler = filler WHERE id = 1"); err != nil {
+		t.Fatal(err)
+	}
+	o := opts(f.src, f.dst, "big")
+	o.LockTimeout, o.MaxWriteBlock, o.AssumeMBps = 10*time.Second, 600*time.Millisecond, 1e6
+	began := time.Now()
+	rep, err := copy.Run(testCtx(t), o)
+	elapsed := time.Since(began)
+	u := oneFailed(t, runResult{rep, err, time.Now()}, copy.StatusFailed, "not granted within 600ms")
+	var te *lock.TimeoutError
+	if !errors.As(u.Err, &te) || te.Side != "source" {
+		t.Fatalf("want a source lock timeout, got %v", u.Err)
+	}
+	if elapsed > 4*time.Second {
+		t.Errorf("a 600ms cap on writes blocked let lockstep queue for the lock %s", elapsed)
+	}
+	if u.WritesBlocked < 500*time.Millisecond || u.WritesBlocked > 2*time.Second {
+		t.Errorf("writes blocked %s, want about the 600ms queued", u.WritesBlocked)
+	}
+	tx.Rollback(ctx)
+	f.assertUntouched(t)
+}
+
+// The source server goes down mid-COPY: the unit fails naming the source,
+// the destination is rolled back and unlocked, the next unit fails at once
+// instead of hanging, and once the server is back its data is unchanged.
+func TestSourceServerStoppedMidRun(t *testing.T) {
+	t.Parallel()
+	server := pgtest.NewServer(t)
+	src := server.DSN("postgres")
+	dst := pgtest.Get(t).Dest.NewDB(t)
+	mustExec(t, src, bigSchema+bigRows+`CREATE TABLE later (id int); INSERT INTO later VALUES (1);`)
+	mustExec(t, dst, bigSchema+preexisting+slowTrigger+`CREATE TABLE later (id int);`)
+	f := &fixture{src: src, dst: dst, srcBefore: digest(t, src), dstBefore: digest(t, dst)}
+	o := opts(src, dst, "big", "later")
+	o.Order = "name"
+	done := start(testCtx(t), o)
+	waitFor(t, "destination COPY", func() bool { return copyingRows(t, dst) })
+	if err := server.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.rep == nil {
+		t.Fatalf("no report: %v", r.err)
+	}
+	for _, u := range r.rep.Units {
+		t.Logf("%s: %s", u.Unit, u.Error)
+		if u.Status != copy.StatusFailed || !strings.Contains(u.Error, "source: ") {
+			t.Errorf("unit %s: %s: %v; want failed naming the source", u.Unit, u.Status, u.Err)
+		}
+	}
+	assertUnlocked(t, dst, "destination")
+	if got := digest(t, dst); got != f.dstBefore {
+		t.Errorf("destination changed: %s, was %s", got, f.dstBefore)
+	}
+	if got := count(t, dst, "later"); got != 0 {
+		t.Errorf("destination later has %d rows", got)
+	}
+	if err := server.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if got := digest(t, src); got != f.srcBefore {
+		t.Errorf("source after restart: %s, was %s", got, f.srcBefore)
+	}
+}
+
+// The destination's disk fills up mid-COPY: the unit fails naming the
+// destination and the cause, the destination table is exactly as before,
+// the source unlocked, and the run goes on with its other units.
+func TestDestinationDiskFullMidCopy(t *testing.T) {
+	t.Parallel()
+	env := pgtest.Get(t)
+	space := pgtest.SmallTablespace(t, env.Dest, 6<<20) // big is about 20 MB
+	f := newFixture(t, "")
+	mustExec(t, f.dst, "ALTER TABLE big SET TABLESPACE "+space)
+	mustExec(t, f.src, `CREATE TABLE after (id int); INSERT INTO after SELECT generate_series(1, 100);`)
+	mustExec(t, f.dst, `CREATE TABLE after (id int);`)
+	o := opts(f.src, f.dst, "big", "after")
+	o.Order = "name"
+	rep, err := copy.Run(testCtx(t), o)
+	if rep == nil {
+		t.Fatalf("no report: %v", err)
+	}
+	big, after := rep.Units[1], rep.Units[0]
+	if big.Unit != `"public"."big"` {
+		big, after = after, big
+	}
+	t.Logf("big: %s", big.Error)
+	if big.Status != copy.StatusFailed || !strings.Contains(big.Error, "destination") || !strings.Contains(big.Error, "No space left on device") {
+		t.Fatalf("big: %s: %s; want failed, naming the destination and the full disk", big.Status, big.Error)
+	}
+	if after.Status != copy.StatusOK || count(t, f.dst, "after") != 100 {
+		t.Fatalf("the run did not go on after the full disk: after: %s %s", after.Status, after.Error)
+	}
+	f.assertUntouched(t)
+	// The failed unit's files are gone with its transaction: the space is free again.
+	mustExec(t, f.dst, "INSERT INTO big SELECT -g, repeat('y', 1000) FROM generate_series(3, 3000) g")
+}

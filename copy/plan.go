@@ -24,22 +24,24 @@ type Plan struct {
 
 // PlannedUnit is one unit of a plan.
 type PlannedUnit struct {
-	Unit            string        `json:"unit"`
-	Source          string        `json:"source"`
-	Dest            string        `json:"destination"`
-	EstRows         int64         `json:"estimated_rows"` // -1: never analyzed
-	RowsCounted     bool          `json:"rows_counted"`
-	EstBytes        int64         `json:"estimated_bytes"`
-	Format          string        `json:"format"`
-	FormatWhy       string        `json:"format_reason"`
-	Freeze          bool          `json:"freeze"`
-	Columns         []string      `json:"columns"`
-	Skipped         []string      `json:"skipped_columns,omitempty"`
-	DestTriggers    []string      `json:"destination_triggers,omitempty"`
-	DestForeignKeys []string      `json:"destination_foreign_keys,omitempty"`
-	Locks           []string      `json:"locks"`
-	WriteBlock      time.Duration `json:"predicted_write_block_ns"`
-	Refused         bool          `json:"refused,omitempty"` // predicted over --max-write-block
+	Unit            string   `json:"unit"`
+	Source          string   `json:"source"`
+	Dest            string   `json:"destination"`
+	EstRows         int64    `json:"estimated_rows"` // -1: never analyzed
+	RowsCounted     bool     `json:"rows_counted"`
+	EstBytes        int64    `json:"estimated_bytes"`
+	Format          string   `json:"format"`
+	FormatWhy       string   `json:"format_reason"`
+	Freeze          bool     `json:"freeze"`
+	Columns         []string `json:"columns"`
+	Skipped         []string `json:"skipped_columns,omitempty"`
+	DestTriggers    []string `json:"destination_triggers,omitempty"`
+	DestForeignKeys []string `json:"destination_foreign_keys,omitempty"`
+	Locks           []string `json:"locks"`
+	// WriteBlock is the predicted time the source lock is held; the wait
+	// for it (PlanTotals.MaxLockQueue at most per attempt) blocks writers too.
+	WriteBlock time.Duration `json:"predicted_write_block_ns"`
+	Refused    bool          `json:"refused,omitempty"` // predicted over --max-write-block
 }
 
 // PlanTotals sums a plan.
@@ -50,7 +52,10 @@ type PlanTotals struct {
 	WriteBlock time.Duration `json:"predicted_write_block_ns"` // summed over units
 	MaxBlock   time.Duration `json:"max_predicted_write_block_ns"`
 	AssumeMBps float64       `json:"assume_mbps"`
-	Refused    int           `json:"refused"`
+	// MaxLockQueue bounds each attempt's wait for a source lock, which
+	// blocks writers as well: --lock-timeout, or --max-write-block if less.
+	MaxLockQueue time.Duration `json:"max_source_lock_queue_ns"`
+	Refused      int           `json:"refused"`
 }
 
 // MakePlan checks the input and plans the units without locking or
@@ -75,7 +80,8 @@ func MakePlan(ctx context.Context, opts Options) (*Plan, error) {
 		}
 		return nil, &BadInputError{err}
 	}
-	p := &Plan{units: units, opts: &opts, src: src, dst: dst, Totals: PlanTotals{Units: len(units), AssumeMBps: opts.AssumeMBps}}
+	p := &Plan{units: units, opts: &opts, src: src, dst: dst, Totals: PlanTotals{Units: len(units), AssumeMBps: opts.AssumeMBps,
+		MaxLockQueue: opts.sourceLockTimeout()}}
 	var refused []string
 	for _, u := range units {
 		pu := PlannedUnit{
@@ -148,8 +154,10 @@ func (p *Plan) WriteText(w io.Writer) error {
 		}
 	}
 	t := p.Totals
-	_, err := fmt.Fprintf(w, "\ntotal: %d units, ~%d rows, %s MB; writes blocked %s in all, at most %s per unit (predicted at %.0f MB/s)\n",
-		t.Units, t.EstRows, mb(t.EstBytes), t.WriteBlock.Round(time.Millisecond), t.MaxBlock.Round(time.Millisecond), t.AssumeMBps)
+	_, err := fmt.Fprintf(w, "\ntotal: %d units, ~%d rows, %s MB; writes blocked %s in all, at most %s per unit (predicted at %.0f MB/s), "+
+		"plus each unit's wait for its source lock (at most %s per attempt)\n",
+		t.Units, t.EstRows, mb(t.EstBytes), t.WriteBlock.Round(time.Millisecond), t.MaxBlock.Round(time.Millisecond), t.AssumeMBps,
+		t.MaxLockQueue)
 	return err
 }
 

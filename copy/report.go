@@ -26,25 +26,32 @@ const (
 
 // Result is one unit's outcome and figures.
 type Result struct {
-	Unit           string        `json:"unit"`
-	Status         Status        `json:"status"`
-	Rows           int64         `json:"rows"`
-	Bytes          int64         `json:"bytes"`
-	Format         string        `json:"format"`
-	Freeze         bool          `json:"freeze"`
-	Attempts       int           `json:"attempts"`
-	DestLockWait   time.Duration `json:"dest_lock_wait_ns"`
+	Unit         string        `json:"unit"`
+	Status       Status        `json:"status"`
+	Rows         int64         `json:"rows"`
+	Bytes        int64         `json:"bytes"`
+	Format       string        `json:"format"`
+	Freeze       bool          `json:"freeze"`
+	Attempts     int           `json:"attempts"`
+	DestLockWait time.Duration `json:"dest_lock_wait_ns"`
+	// SourceLockWait is the time the source LOCK spent queued, summed over
+	// attempts; SourceLockHeld runs from its grant to its release.
 	SourceLockWait time.Duration `json:"source_lock_wait_ns"`
-	WritesBlocked  time.Duration `json:"writes_blocked_ns"` // source lock granted to released
-	Copy           time.Duration `json:"copy_ns"`
-	Verify         time.Duration `json:"verify_ns"`
-	Checksum       string        `json:"checksum,omitempty"`
-	Uncertain      bool          `json:"commit_rechecked,omitempty"` // the destination commit's outcome had to be re-checked
-	Diff           *verify.Diff  `json:"diff,omitempty"`
-	Note           string        `json:"note,omitempty"`
-	RepairSQL      string        `json:"-"`
-	Err            error         `json:"-"`
-	Error          string        `json:"error,omitempty"`
+	SourceLockHeld time.Duration `json:"source_lock_held_ns"`
+	// WritesBlocked is how long writers to the source table were held up
+	// by this unit: from each LOCK request being sent (a queued EXCLUSIVE
+	// request already blocks later writers) to the lock's release, summed
+	// over attempts: queue plus held.
+	WritesBlocked time.Duration `json:"writes_blocked_ns"`
+	Copy          time.Duration `json:"copy_ns"`
+	Verify        time.Duration `json:"verify_ns"`
+	Checksum      string        `json:"checksum,omitempty"`
+	Uncertain     bool          `json:"commit_rechecked,omitempty"` // the destination commit's outcome had to be re-checked
+	Diff          *verify.Diff  `json:"diff,omitempty"`
+	Note          string        `json:"note,omitempty"`
+	RepairSQL     string        `json:"-"`
+	Err           error         `json:"-"`
+	Error         string        `json:"error,omitempty"`
 }
 
 // MBps is the copy throughput.
@@ -71,9 +78,9 @@ func (r Result) String() string {
 		return fmt.Sprintf("%s %s", r.Status, r.Unit)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s rows=%d bytes=%.1fMB format=%s lock-wait=dst:%s,src:%s writes-blocked=%s copy=%s verify=%s %.1fMB/s",
+	fmt.Fprintf(&b, "%s %s rows=%d bytes=%.1fMB format=%s lock-wait=dst:%s,src:%s writes-blocked=%s (src-held=%s) copy=%s verify=%s %.1fMB/s",
 		r.Status, r.Unit, r.Rows, float64(r.Bytes)/1e6, r.Format, ms(r.DestLockWait), ms(r.SourceLockWait),
-		ms(r.WritesBlocked), ms(r.Copy), ms(r.Verify), r.MBps())
+		ms(r.WritesBlocked), ms(r.SourceLockHeld), ms(r.Copy), ms(r.Verify), r.MBps())
 	if r.Checksum != "" {
 		fmt.Fprintf(&b, " checksum=%s", r.Checksum)
 	}

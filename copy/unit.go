@@ -113,17 +113,31 @@ func (w *worker) conn(sd *side) (*pgx.Conn, int) {
 
 // begin opens the unit's transaction on one side with the pinned session
 // settings and, unless mode is empty, locks t there before anything else.
-// It returns how long the lock was awaited.
-func (w *worker) begin(ctx context.Context, sd *side, t partition.Table, begin string, mode lock.Mode) (time.Duration, error) {
+// It returns when the LOCK statement was sent (from then on a queued
+// EXCLUSIVE request already blocks new writers) and how long it waited.
+// timeout bounds the lock wait.
+func (w *worker) begin(ctx context.Context, sd *side, t partition.Table, begin string, mode lock.Mode, timeout time.Duration) (time.Time, time.Duration, error) {
 	conn, ver := w.conn(sd)
 	if err := exec(ctx, conn, begin+"; "+sessionSQL(ver)); err != nil {
-		return 0, fmt.Errorf("%s: begin: %w", sd.name, err)
+		return time.Time{}, 0, fmt.Errorf("%s: begin: %w", sd.name, err)
 	}
 	if mode == "" {
-		return 0, nil
+		return time.Time{}, 0, nil
 	}
-	return lock.Acquire(ctx, conn, lock.Request{Side: sd.name, Table: t.Ident(), Only: !t.Partitioned(), Mode: mode,
-		Timeout: w.opts.LockTimeout, Watch: sd.connect})
+	sent := time.Now()
+	wait, err := lock.Acquire(ctx, conn, lock.Request{Side: sd.name, Table: t.Ident(), Only: !t.Partitioned(), Mode: mode,
+		Timeout: timeout, Watch: sd.connect})
+	return sent, wait, err
+}
+
+// sourceLockTimeout bounds the wait for the source lock: a queued
+// EXCLUSIVE request blocks writers, so with --max-write-block the wait
+// may not exceed it either.
+func (o *Options) sourceLockTimeout() time.Duration {
+	if o.MaxWriteBlock > 0 {
+		return min(o.LockTimeout, o.MaxWriteBlock)
+	}
+	return o.LockTimeout
 }
 
 // attempt is one pass of the unit protocol.
@@ -138,25 +152,35 @@ func (w *worker) attempt(ctx context.Context, u partition.Unit, res *Result) (er
 			w.abort(ctx, poisoned || ctx.Err() != nil)
 		}
 	}()
+	log := w.opts.Logger.With("unit", u.Name())
 	// 1. Destination first: the source is never write-blocked while the
 	// destination lock is awaited.
-	if res.DestLockWait, err = w.begin(ctx, w.dst, u.Dest, "BEGIN", lock.AccessExclusive); err != nil {
+	if _, res.DestLockWait, err = w.begin(ctx, w.dst, u.Dest, "BEGIN", lock.AccessExclusive, w.opts.LockTimeout); err != nil {
 		return err
 	}
+	log.Debug("destination locked", "side", "destination", "mode", lock.AccessExclusive, "waited", res.DestLockWait)
 	// 2. Source: lock before any query, so the snapshot (taken by the first
-	// query, the COPY) sees every write committed before the lock.
-	if res.SourceLockWait, err = w.begin(ctx, w.src, u.Source, beginSnapshot, lock.Exclusive); err != nil {
+	// query, the COPY) sees every write committed before the lock. Writes
+	// are blocked from the moment the LOCK is sent: a queued EXCLUSIVE
+	// request already holds up every later writer.
+	sent, wait, err := w.begin(ctx, w.src, u.Source, beginSnapshot, lock.Exclusive, w.opts.sourceLockTimeout())
+	res.SourceLockWait += wait
+	if err != nil {
+		res.WritesBlocked += wait
 		return err
 	}
-	locked := time.Now()
-	defer func() { res.WritesBlocked = time.Since(locked) }()
+	log.Debug("source locked", "side", "source", "mode", lock.Exclusive, "waited", wait)
+	defer func() {
+		res.SourceLockHeld = time.Since(sent) - wait
+		res.WritesBlocked += time.Since(sent)
+	}()
 
-	// From here writes to the source table wait on us: --max-write-block
-	// bounds this stretch, up to the commit point.
+	// From the LOCK on, writes to the source table wait on us:
+	// --max-write-block bounds this stretch, up to the commit point.
 	bctx := ctx
 	if w.opts.MaxWriteBlock > 0 {
 		var cancel context.CancelFunc
-		bctx, cancel = context.WithTimeoutCause(ctx, w.opts.MaxWriteBlock,
+		bctx, cancel = context.WithDeadlineCause(ctx, sent.Add(w.opts.MaxWriteBlock),
 			&WriteBlockError{Unit: u.Name(), Limit: w.opts.MaxWriteBlock})
 		defer cancel()
 	}
@@ -171,6 +195,7 @@ func (w *worker) attempt(ctx context.Context, u partition.Unit, res *Result) (er
 	if err := exec(bctx, w.dstConn, truncateSQL(u.Dest)); err != nil {
 		return overrun(fmt.Errorf("destination: truncate %s: %w", u.Dest, err))
 	}
+	log.Debug("destination truncated", "side", "destination")
 
 	// 4. Stream.
 	start := time.Now()
@@ -181,6 +206,7 @@ func (w *worker) attempt(ctx context.Context, u partition.Unit, res *Result) (er
 		return overrun(err)
 	}
 	res.Rows = srcSum.Rows
+	log.Debug("streamed", "rows", srcSum.Rows, "loaded", loaded, "bytes", res.Bytes, "format", u.Format(), "took", res.Copy)
 
 	// 5. Verify inside both transactions.
 	start = time.Now()
@@ -202,6 +228,7 @@ func (w *worker) attempt(ctx context.Context, u partition.Unit, res *Result) (er
 	if w.opts.Verify == verify.Checksum {
 		res.Checksum = srcSum.Checksum()
 	}
+	log.Debug("verified", "mode", w.opts.Verify, "rows", dstSum.Rows, "checksum", res.Checksum, "took", res.Verify)
 
 	// 6. One commit point: the destination, then the source. From here a
 	// cancellation must not cut the commit point in two: both commits and
@@ -230,6 +257,7 @@ func (w *worker) attempt(ctx context.Context, u partition.Unit, res *Result) (er
 			"unit", u.Name(), "xid", xid, "error", err)
 	}
 	done = true
+	log.Debug("destination committed", "side", "destination", "xid", xid)
 	if err := commit(cctx, w.srcConn); err != nil {
 		// The source transaction was read-only: nothing to lose. The
 		// server releases the lock when the session ends.
@@ -237,6 +265,8 @@ func (w *worker) attempt(ctx context.Context, u partition.Unit, res *Result) (er
 			"unit", u.Name(), "error", err)
 		closeConn(ctx, w.srcConn)
 		w.srcConn = nil
+	} else {
+		log.Debug("source committed; lock released", "side", "source")
 	}
 	if res.Uncertain {
 		closeConn(ctx, w.dstConn)

@@ -114,7 +114,7 @@ func wrapSide(side string, t partition.Table, err error) error {
 	if err == nil {
 		return nil
 	}
-	return fmt.Errorf("%s: read %s: %w", side, t, err)
+	return partition.RowSecurityRefusal(side, t, fmt.Errorf("%s: read %s: %w", side, t, err))
 }
 
 // figures is a side's count and checksum, computed the way a copy computes

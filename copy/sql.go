@@ -74,6 +74,9 @@ func sessionSQL(serverVersion int) string {
 		"SET LOCAL IntervalStyle = 'postgres'",
 		"SET LOCAL extra_float_digits = 3",
 		"SET LOCAL bytea_output = 'hex'",
+		// Refuse, rather than silently filter, where a row-level security
+		// policy would hide rows (as pg_dump does).
+		"SET LOCAL row_security = off",
 	}
 	if serverVersion >= 140000 {
 		// A backend whose lockstep process died stops waiting promptly.

@@ -333,7 +333,7 @@ func (w *worker) stream(ctx context.Context, u partition.Unit, res *Result) (ver
 			err = buf.Flush()
 		}
 		if err != nil && !errors.Is(err, io.ErrClosedPipe) {
-			err = fmt.Errorf("source: copy out of %s: %w", u.Source, err)
+			err = partition.RowSecurityRefusal("source", u.Source, fmt.Errorf("source: copy out of %s: %w", u.Source, err))
 		}
 		pw.CloseWithError(err) // nil: the reader sees EOF
 		srcDone <- err
@@ -346,7 +346,7 @@ func (w *worker) stream(ctx context.Context, u partition.Unit, res *Result) (ver
 	case srcErr != nil && !errors.Is(srcErr, io.ErrClosedPipe):
 		return verify.Sum{}, 0, srcErr
 	case dstErr != nil:
-		return verify.Sum{}, 0, fmt.Errorf("destination: copy into %s: %w", u.Dest, dstErr)
+		return verify.Sum{}, 0, partition.RowSecurityRefusal("destination", u.Dest, fmt.Errorf("destination: copy into %s: %w", u.Dest, dstErr))
 	case srcErr != nil:
 		return verify.Sum{}, 0, srcErr
 	}
@@ -365,7 +365,7 @@ func (w *worker) readBack(ctx context.Context, conn *pgx.Conn, u partition.Unit,
 	}
 	sum, err := figures(ctx, conn, u.Dest, u, w.opts.Verify)
 	if err != nil {
-		return sum, fmt.Errorf("destination: read back %s: %w", u.Dest, err)
+		return sum, partition.RowSecurityRefusal("destination", u.Dest, fmt.Errorf("destination: read back %s: %w", u.Dest, err))
 	}
 	return sum, nil
 }

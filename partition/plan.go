@@ -341,6 +341,12 @@ func planUnit(ctx context.Context, src, dst Querier, s, d Table, o Options) (Uni
 	if err := checkPrivileges(ctx, src, dst, s, d, o); err != nil {
 		return Unit{}, err
 	}
+	if err := checkRowSecurity(ctx, src, "source", s); err != nil {
+		return Unit{}, err
+	}
+	if err := checkRowSecurity(ctx, dst, "destination", d); err != nil {
+		return Unit{}, err
+	}
 	u := Unit{Source: s, Dest: d, Columns: cols, Skipped: skipped, Binary: binary, FormatWhy: why, Freeze: d.Kind == "r"}
 	if u.Estimate, err = estimate(ctx, src, s, o.ExactCounts); err != nil {
 		return Unit{}, fmt.Errorf("source: size of %s: %w", s, err)

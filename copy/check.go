@@ -33,14 +33,14 @@ func (w *worker) check(ctx context.Context, u partition.Unit, res *Result) error
 	err := w.compare(ctx, u, res, w.opts.Lock, w.opts.Lock || !w.opts.RecheckLocked)
 	if !w.opts.Lock && errors.As(err, new(*verify.MismatchError)) {
 		if !w.opts.RecheckLocked {
-			res.Note = "compared without locks: on a table written meanwhile the difference may be transient (--lock or --recheck-locked)"
+			res.addNote("compared without locks: on a table written meanwhile the difference may be transient (--lock or --recheck-locked)")
 			return err
 		}
 		w.opts.Logger.Info("mismatch without locks; re-checking under lock", "unit", u.Name())
 		if err = w.compare(ctx, u, res, true, true); err == nil {
-			res.Note = "differed without locks, matched under locks: the difference was transient"
+			res.addNote("differed without locks, matched under locks: the difference was transient")
 		} else {
-			res.Note = "re-checked under locks"
+			res.addNote("re-checked under locks")
 		}
 	}
 	return err
@@ -49,6 +49,7 @@ func (w *worker) check(ctx context.Context, u partition.Unit, res *Result) error
 // compare is one comparison of a unit, in snapshots taken after the locks
 // when locked.
 func (w *worker) compare(ctx context.Context, u partition.Unit, res *Result, locked, diff bool) error {
+	res.Note = ""
 	if err := w.ensureConns(ctx); err != nil {
 		return err
 	}
@@ -65,14 +66,20 @@ func (w *worker) compare(ctx context.Context, u partition.Unit, res *Result, loc
 		poisoned = !errors.As(err, new(*lock.TimeoutError))
 		return err
 	}
-	// Writes to the source table are held up from the moment its LOCK is
-	// sent, granted or not.
-	sent, wait, err := w.begin(ctx, w.src, u.Source, beginSnapshot, mode, w.opts.LockTimeout)
-	res.SourceLockWait += wait
-	if err != nil {
-		res.WritesBlocked += wait
-		poisoned = !errors.As(err, new(*lock.TimeoutError))
-		return err
+	// A destination-only leaf has no source side: its source figures are
+	// those of no rows, and no source writes wait on it.
+	var sent time.Time
+	var wait time.Duration
+	if !u.DestOnly {
+		// Writes to the source table are held up from the moment its LOCK
+		// is sent, granted or not.
+		sent, wait, err = w.begin(ctx, w.src, u.Source, beginSnapshot, mode, w.opts.LockTimeout)
+		res.SourceLockWait += wait
+		if err != nil {
+			res.WritesBlocked += wait
+			poisoned = !errors.As(err, new(*lock.TimeoutError))
+			return err
+		}
 	}
 	log.Debug("snapshots taken", "locked", locked, "dest_lock_wait", res.DestLockWait, "source_lock_wait", wait)
 
@@ -80,6 +87,9 @@ func (w *worker) compare(ctx context.Context, u partition.Unit, res *Result, loc
 	var srcSum, dstSum verify.Sum
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() (err error) {
+		if u.DestOnly {
+			return nil
+		}
 		srcSum, err = figures(gctx, w.srcConn, u.Source, u, w.opts.Verify)
 		return wrapSide("source", u.Source, err)
 	})
@@ -97,17 +107,28 @@ func (w *worker) compare(ctx context.Context, u partition.Unit, res *Result, loc
 	}
 	log.Debug("compared", "mode", w.opts.Verify, "source_rows", srcSum.Rows, "dest_rows", dstSum.Rows, "took", res.Verify)
 	cmpErr := verify.Compare(u.Name(), w.opts.Verify, srcSum, dstSum)
+	if cmpErr != nil && u.DestOnly {
+		res.addNote(fmt.Sprintf("the partition exists only on the destination and holds %d row(s) the source lacks: detach it or empty it on the destination", dstSum.Rows))
+	}
 	if cmpErr != nil && w.opts.Diff && diff {
 		if err := w.diff(ctx, u, res, srcSum.Rows, dstSum.Rows); err != nil {
 			return err
 		}
 	}
-	if locked {
+	if locked && !u.DestOnly {
 		res.SourceLockHeld = time.Since(sent) - wait
 		res.WritesBlocked += time.Since(sent)
 	}
 	poisoned = false
 	return cmpErr
+}
+
+// addNote appends to the unit's note.
+func (r *Result) addNote(note string) {
+	if r.Note != "" {
+		r.Note += "; "
+	}
+	r.Note += note
 }
 
 func wrapSide(side string, t partition.Table, err error) error {

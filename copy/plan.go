@@ -92,6 +92,9 @@ func MakePlan(ctx context.Context, opts Options) (*Plan, error) {
 			Locks:      []string{"destination: ACCESS EXCLUSIVE on " + u.Dest.String(), "source: EXCLUSIVE on " + u.Source.String()},
 			WriteBlock: time.Duration(float64(u.Estimate.Bytes) / (opts.AssumeMBps * 1e6) * float64(time.Second)),
 		}
+		if u.DestOnly {
+			pu.Source, pu.Locks, pu.WriteBlock = "", []string{"destination: EXCLUSIVE on " + u.Dest.String() + " (verify --lock)"}, 0
+		}
 		if opts.MaxWriteBlock > 0 && pu.WriteBlock > opts.MaxWriteBlock {
 			pu.Refused = true
 			refused = append(refused, fmt.Sprintf("%s (%s)", pu.Unit, pu.WriteBlock.Round(100*time.Millisecond)))

@@ -142,6 +142,10 @@ func (o *Options) sourceLockTimeout() time.Duration {
 
 // attempt is one pass of the unit protocol.
 func (w *worker) attempt(ctx context.Context, u partition.Unit, res *Result) (err error) {
+	if u.DestOnly {
+		// Only verify plans hold these; a copy plan refuses them.
+		return fmt.Errorf("destination: %s exists only on the destination: nothing to copy into it", u.Dest)
+	}
 	if err := w.ensureConns(ctx); err != nil {
 		return err
 	}

@@ -26,11 +26,17 @@ type Unit struct {
 	DestForeignKeys []string           // foreign keys of the destination table
 	Key             []verify.KeyColumn // with Options.WithKey: the key that pinpoints rows
 	NoKey           string             // with Options.WithKey: why there is no key
+	// DestOnly marks a leaf partition that exists only on the destination
+	// (verify only): Source is empty, and every row of Dest is a difference.
+	DestOnly bool
 }
 
 // Name names the unit in messages: the source table, and the destination
 // when it is a different table.
 func (u Unit) Name() string {
+	if u.DestOnly {
+		return u.Dest.String() + " (destination only)"
+	}
 	if u.Source.String() == u.Dest.String() {
 		return u.Source.String()
 	}
@@ -193,7 +199,7 @@ func Plan(ctx context.Context, src, dst Querier, o Options) ([]Unit, error) {
 		if err != nil {
 			return nil, err
 		}
-		pairs = append(pairs, tablePair{s, d})
+		pairs = append(pairs, tablePair{s: s, d: d})
 	}
 	for _, re := range o.Matching {
 		found, err := matching(ctx, src, re)
@@ -206,7 +212,7 @@ func Plan(ctx context.Context, src, dst Querier, o Options) ([]Unit, error) {
 			if err != nil && !errors.As(err, &nf) {
 				return nil, err
 			}
-			pairs = append(pairs, tablePair{s, d}) // d.OID == 0: missing, unless excluded below
+			pairs = append(pairs, tablePair{s: s, d: d}) // d.OID == 0: missing, unless excluded below
 		}
 	}
 	if err := PinCatalogPath(ctx, src); err != nil {
@@ -222,9 +228,18 @@ func Plan(ctx context.Context, src, dst Querier, o Options) ([]Unit, error) {
 			all = append(all, p)
 			continue
 		}
-		expanded, err := expand(ctx, src, dst, p.s, p.d)
+		expanded, extra, err := expand(ctx, src, dst, p.s, p.d)
 		if err != nil {
 			return nil, err
+		}
+		if len(extra) > 0 && o.Copy {
+			if err := checkExtraLeaves(ctx, dst, p.d, extra); err != nil {
+				return nil, err
+			}
+		} else {
+			for _, l := range extra {
+				expanded = append(expanded, tablePair{d: l, destOnly: true})
+			}
 		}
 		for _, e := range expanded {
 			if !seen[e.d.OID] {
@@ -236,13 +251,13 @@ func Plan(ctx context.Context, src, dst Querier, o Options) ([]Unit, error) {
 	if len(o.Exclude) > 0 && len(all) > 0 {
 		names := make([]string, len(all))
 		for i, p := range all {
-			names[i] = p.s.qualified()
+			names[i] = p.qualified()
 		}
 		drop, err := excluded(ctx, src, names, o.Exclude)
 		if err != nil {
 			return nil, err
 		}
-		all = slices.DeleteFunc(all, func(p tablePair) bool { return drop[p.s.qualified()] })
+		all = slices.DeleteFunc(all, func(p tablePair) bool { return drop[p.qualified()] })
 	}
 	var missing []string
 	for _, p := range all {
@@ -259,7 +274,13 @@ func Plan(ctx context.Context, src, dst Querier, o Options) ([]Unit, error) {
 	}
 	units := make([]Unit, 0, len(all))
 	for _, p := range all {
-		u, err := planUnit(ctx, src, dst, p.s, p.d, o)
+		var u Unit
+		var err error
+		if p.destOnly {
+			u, err = planDestOnly(ctx, dst, p.d, o)
+		} else {
+			u, err = planUnit(ctx, src, dst, p.s, p.d, o)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -269,21 +290,34 @@ func Plan(ctx context.Context, src, dst Querier, o Options) ([]Unit, error) {
 	return units, nil
 }
 
-type tablePair struct{ s, d Table }
+type tablePair struct {
+	s, d     Table
+	destOnly bool // a leaf of the destination's parent that the source lacks
+}
+
+// qualified is the name --exclude matches: the source table's, or the
+// destination's for a destination-only leaf.
+func (p tablePair) qualified() string {
+	if p.destOnly {
+		return p.d.qualified()
+	}
+	return p.s.qualified()
+}
 
 // expand maps a selected table to its units: leaf by leaf when both sides
-// are partitioned alike, the whole table otherwise.
-func expand(ctx context.Context, src, dst Querier, s, d Table) ([]tablePair, error) {
+// are partitioned alike, the whole table otherwise. extra lists the
+// destination's leaves that the source lacks (see extra.go).
+func expand(ctx context.Context, src, dst Querier, s, d Table) (pairs []tablePair, extra []Table, err error) {
 	if !s.Partitioned() || !d.Partitioned() {
-		return []tablePair{{s, d}}, nil
+		return []tablePair{{s: s, d: d}}, nil, nil
 	}
 	sl, err := Leaves(ctx, src, s)
 	if err != nil {
-		return nil, fmt.Errorf("source: list partitions of %s: %w", s, err)
+		return nil, nil, fmt.Errorf("source: list partitions of %s: %w", s, err)
 	}
 	dl, err := Leaves(ctx, dst, d)
 	if err != nil {
-		return nil, fmt.Errorf("destination: list partitions of %s: %w", d, err)
+		return nil, nil, fmt.Errorf("destination: list partitions of %s: %w", d, err)
 	}
 	byName := map[string]Table{}
 	for _, l := range dl {
@@ -291,7 +325,9 @@ func expand(ctx context.Context, src, dst Querier, s, d Table) ([]tablePair, err
 	}
 	var out []tablePair
 	var missing, differ []string
+	inSource := map[string]bool{}
 	for _, l := range sl {
+		inSource[l.String()] = true
 		m, ok := byName[l.String()]
 		switch {
 		case !ok:
@@ -299,18 +335,23 @@ func expand(ctx context.Context, src, dst Querier, s, d Table) ([]tablePair, err
 		case l.Bound != m.Bound:
 			differ = append(differ, fmt.Sprintf("%s is %s on the source but %s on the destination", l, l.Bound, m.Bound))
 		default:
-			out = append(out, tablePair{l, m})
+			out = append(out, tablePair{s: l, d: m})
 		}
 	}
 	if len(missing) > 0 {
-		return nil, &SchemaError{Side: "destination", Table: d.String(),
+		return nil, nil, &SchemaError{Side: "destination", Table: d.String(),
 			Why: fmt.Sprintf("lacks partition(s) %s that the source has; create them with the same bounds", strings.Join(missing, ", "))}
 	}
 	if len(differ) > 0 {
-		return nil, &SchemaError{Side: "destination", Table: d.String(),
+		return nil, nil, &SchemaError{Side: "destination", Table: d.String(),
 			Why: "partition bounds differ: " + strings.Join(differ, "; ")}
 	}
-	return out, nil
+	for _, l := range dl {
+		if !inSource[l.String()] {
+			extra = append(extra, l)
+		}
+	}
+	return out, extra, nil
 }
 
 func planUnit(ctx context.Context, src, dst Querier, s, d Table, o Options) (Unit, error) {
@@ -418,32 +459,34 @@ func destinationExtras(ctx context.Context, q Querier, t Table) (triggers, fks [
 // checkPrivileges fails early, naming the side, the role and what is
 // missing, where the run would fail after taking locks.
 func checkPrivileges(ctx context.Context, src, dst Querier, s, d Table, o Options) error {
-	const q = `SELECT current_user::text,
+	if err := checkPrivilege(ctx, src, "source", s, o); err != nil {
+		return err
+	}
+	return checkPrivilege(ctx, dst, "destination", d, o)
+}
+
+// checkPrivilege checks one side's privileges on its table.
+func checkPrivilege(ctx context.Context, q Querier, side string, t Table, o Options) error {
+	var role string
+	var read, lock, load bool
+	err := q.QueryRow(ctx, `SELECT current_user::text,
 	       has_table_privilege($1::oid, 'SELECT'),
 	       has_table_privilege($1::oid, 'UPDATE') OR has_table_privilege($1::oid, 'DELETE') OR has_table_privilege($1::oid, 'TRUNCATE'),
-	       has_table_privilege($1::oid, 'INSERT') AND has_table_privilege($1::oid, 'TRUNCATE')`
-	for _, side := range []struct {
-		name string
-		q    Querier
-		t    Table
-	}{{"source", src, s}, {"destination", dst, d}} {
-		var role string
-		var read, lock, load bool
-		if err := side.q.QueryRow(ctx, q, side.t.OID).Scan(&role, &read, &lock, &load); err != nil {
-			return fmt.Errorf("%s: privileges on %s: %w", side.name, side.t, err)
-		}
-		var missing string
-		switch {
-		case !read:
-			missing = "the SELECT privilege"
-		case o.Copy && side.name == "destination" && !load:
-			missing = "the INSERT and TRUNCATE privileges (the copy replaces its rows)"
-		case o.Lock && !lock:
-			missing = "the UPDATE, DELETE or TRUNCATE privilege, which PostgreSQL requires for an EXCLUSIVE lock (lockstep never writes with it)"
-		}
-		if missing != "" {
-			return &SchemaError{Side: side.name, Table: side.t.String(), Why: fmt.Sprintf("role %s lacks %s", role, missing)}
-		}
+	       has_table_privilege($1::oid, 'INSERT') AND has_table_privilege($1::oid, 'TRUNCATE')`, t.OID).Scan(&role, &read, &lock, &load)
+	if err != nil {
+		return fmt.Errorf("%s: privileges on %s: %w", side, t, err)
+	}
+	var missing string
+	switch {
+	case !read:
+		missing = "the SELECT privilege"
+	case o.Copy && side == "destination" && !load:
+		missing = "the INSERT and TRUNCATE privileges (the copy replaces its rows)"
+	case o.Lock && !lock:
+		missing = "the UPDATE, DELETE or TRUNCATE privilege, which PostgreSQL requires for an EXCLUSIVE lock (lockstep never writes with it)"
+	}
+	if missing != "" {
+		return &SchemaError{Side: side, Table: t.String(), Why: fmt.Sprintf("role %s lacks %s", role, missing)}
 	}
 	return nil
 }

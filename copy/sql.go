@@ -62,6 +62,18 @@ func truncateSQL(t partition.Table) string { return "TRUNCATE " + only(t) }
 
 func countSQL(t partition.Table) string { return "SELECT pg_catalog.count(*) FROM " + only(t) }
 
+// Reads that are hashed and compared run with search_path pinned to
+// pg_catalog, so values that print as object names (regclass and the like,
+// also inside domains, arrays and composites) print schema-qualified on both
+// servers whatever their search_path, and the destination parses the
+// source's names to the same objects. Read-only transactions pin it from
+// their start; the destination of a copy pins it only around the read-back,
+// so its triggers and defaults run under its own search_path.
+const (
+	qualifiedNamesSQL = "SET LOCAL search_path = pg_catalog, pg_temp"
+	defaultNamesSQL   = "SET LOCAL search_path TO DEFAULT"
+)
+
 // sessionSQL pins, for the transaction, the settings that keep a held lock
 // alive whatever the server's defaults, and the output settings that make
 // COPY text and the checksum identical on both servers.

@@ -1,9 +1,13 @@
 package copy_test
 
 import (
+	"context"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
+	"lockstep/copy"
 	"lockstep/internal/pgtest"
 	"lockstep/partition"
 )
@@ -193,4 +197,127 @@ FROM generate_series(1, 3000) g;`)
 		t.Errorf("units = %s\nwant   %s", got, want)
 	}
 	assertSame(t, src, dst, "events", "*", "id")
+}
+
+// Values of the reg* types are OIDs of objects, which differ between
+// servers: binary would carry the source's OIDs and name other objects (or
+// none) on the destination while both checksums agree. They go as text,
+// schema-qualified whatever each server's search_path, and arrive naming
+// the same objects; so do domains and arrays over them.
+func TestRegTypesArriveNamingTheSameObjects(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	role := fmt.Sprintf("regrole_%d", time.Now().UnixNano())
+	for _, dsn := range []string{dst, src} { // other role OIDs on each server
+		mustExec(t, dsn, "CREATE ROLE "+role)
+		t.Cleanup(func() { pgtest.Exec(t, dsn, "DROP ROLE "+role) })
+	}
+	objects := `
+CREATE SCHEMA app;
+CREATE TABLE app.target (x int);
+CREATE TABLE public.target (x int);
+CREATE TYPE app.mood AS ENUM ('ok');
+CREATE FUNCTION app.f(int) RETURNS int LANGUAGE sql AS 'SELECT $1';
+CREATE OPERATOR app.### (FUNCTION = app.f, RIGHTARG = int);
+CREATE TEXT SEARCH DICTIONARY app.dict (TEMPLATE = simple);
+CREATE TEXT SEARCH CONFIGURATION app.cfg (COPY = simple);
+CREATE COLLATION app.coll FROM "C";
+CREATE DOMAIN app.tref AS regclass;
+CREATE TABLE refs (id int PRIMARY KEY, c regclass, ty regtype, p regproc, pp regprocedure, o regoper, oo regoperator,
+  n regnamespace, r regrole, cfg regconfig, dict regdictionary, coll regcollation, cs regclass[], tys regtype[]);
+CREATE TABLE drefs (id int PRIMARY KEY, d app.tref, ds app.tref[]);
+CREATE TABLE byrel (rel regclass PRIMARY KEY, v int);`
+	// The source sees app first on its search_path; the destination does
+	// not, and has other OIDs for everything.
+	mustExec(t, src, objects+`
+INSERT INTO refs VALUES
+ (1, 'app.target', 'app.mood', 'app.f', 'app.f(int)', 'app.###', 'app.###(NONE,int)', 'app', '`+role+`', 'app.cfg', 'app.dict', 'app.coll',
+  '{app.target,public.target}', '{app.mood,integer}'),
+ (2, 'public.target', 'integer[]', 'now', 'now()', '||/', '+(int,int)', 'public', 'pg_monitor', 'simple', 'simple', '"C"', '{}', '{}'),
+ (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, '{NULL}');
+INSERT INTO drefs VALUES (1, 'app.target', '{app.target,public.target}'), (2, NULL, NULL);
+CREATE TABLE z1 (); CREATE TABLE z2 (); CREATE TABLE z3 ();
+INSERT INTO byrel VALUES ('z1', 1), ('z2', 2), ('z3', 3), ('app.target', 4), ('public.target', 5);
+ALTER DATABASE `+dbName(t, src)+` SET search_path = app, public;`)
+	mustExec(t, dst, `CREATE TABLE z3 (); CREATE TABLE z2 (); CREATE TABLE z1 (); CREATE TABLE filler (x int); CREATE TYPE filler_t AS ENUM ('x'); CREATE SCHEMA filler_s;
+CREATE FUNCTION filler_f(int) RETURNS int LANGUAGE sql AS 'SELECT 1';`+objects)
+
+	o := opts(src, dst, "refs", "drefs", "byrel")
+	o.Order = partition.ByName
+	p, err := copy.MakePlan(testCtx(t), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := p.Units[2]; u.Unit != `"public"."refs"` || u.Format != "text" ||
+		!strings.Contains(u.FormatWhy, `column "c" has type regclass, whose values are object OIDs`) {
+		t.Errorf("refs: format %s (%s), want text because of the regclass column", u.Format, u.FormatWhy)
+	}
+	mustCopy(t, o)
+	for _, table := range []string{"refs", "drefs", "byrel"} {
+		a, b := qualifiedRows(t, src, table), qualifiedRows(t, dst, table)
+		if a != b || !strings.Contains(a, "app.target") {
+			t.Errorf("%s differs:\nsource:\n%s\ndestination:\n%s", table, a, b)
+		}
+	}
+	// A later verify agrees, and sees a reference to another table.
+	o.Selection.Tables = []string{"refs"}
+	if r := check(t, o); r.Status != copy.StatusOK {
+		t.Errorf("verify after copy: %s %v", r.Status, r.Err)
+	}
+	mustExec(t, dst, "UPDATE refs SET c = 'public.target' WHERE id = 1")
+	if r := check(t, o); r.Status != copy.StatusMismatch {
+		t.Errorf("verify after pointing the destination at another table: %s %v", r.Status, r.Err)
+	}
+	// A key of OIDs sorts differently on each server: the diff says it
+	// cannot use it rather than list false differences.
+	o.Selection.Tables, o.Diff, o.DiffRows = []string{"byrel"}, true, 1
+	mustExec(t, dst, "UPDATE byrel SET v = -v")
+	if r := check(t, o); r.Status != copy.StatusMismatch || r.Diff == nil ||
+		!strings.Contains(r.Diff.Unavailable, `key column "rel" is regclass, which sorts by OID and the servers' OIDs differ`) {
+		t.Errorf("diff keyed by regclass: %s %+v", r.Status, r.Diff)
+	}
+}
+
+// qualifiedRows renders a table's rows, sorted with every object name
+// schema-qualified (outside pg_catalog).
+func qualifiedRows(t *testing.T, dsn, table string) string {
+	t.Helper()
+	conn := connect(t, dsn)
+	var s string
+	err := conn.QueryRow(context.Background(), "SELECT pg_catalog.set_config('search_path', 'pg_catalog', false), "+
+		"(SELECT string_agg(row_::text, E'\\n' ORDER BY row_::text) FROM public."+table+" row_)").Scan(nil, &s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// Every reg* type and array of one that the server knows is copied as text.
+func TestEveryRegTypeIsText(t *testing.T) {
+	t.Parallel()
+	src, _ := pgtest.Get(t).NewDBs(t)
+	rows, err := connect(t, src).Query(context.Background(), `
+		SELECT t.oid, pg_catalog.format_type(t.oid, NULL) FROM pg_catalog.pg_type t
+		LEFT JOIN pg_catalog.pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'
+		WHERE t.typnamespace = 'pg_catalog'::regnamespace AND coalesce(e.typname, t.typname) ~ '^reg' ORDER BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	for rows.Next() {
+		var c partition.Column
+		if err := rows.Scan(&c.TypeOID, &c.Type); err != nil {
+			t.Fatal(err)
+		}
+		c.Name, c.TypMod, c.BuiltIn = "v", -1, true
+		n++
+		tb := partition.Table{Schema: "public", Name: "t", Kind: "r"}
+		_, _, binary, why, err := partition.MatchColumns(tb, tb, []partition.Column{c}, []partition.Column{c}, true)
+		if err != nil || binary {
+			t.Errorf("%s (%d): binary=%v (%s) %v", c.Type, c.TypeOID, binary, why, err)
+		}
+	}
+	if rows.Err() != nil || n != 22 {
+		t.Errorf("found %d reg* types and arrays, want 22: %v", n, rows.Err())
+	}
 }

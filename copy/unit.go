@@ -118,7 +118,11 @@ func (w *worker) conn(sd *side) (*pgx.Conn, int) {
 // timeout bounds the lock wait.
 func (w *worker) begin(ctx context.Context, sd *side, t partition.Table, begin string, mode lock.Mode, timeout time.Duration) (time.Time, time.Duration, error) {
 	conn, ver := w.conn(sd)
-	if err := exec(ctx, conn, begin+"; "+sessionSQL(ver)); err != nil {
+	sql := begin + "; " + sessionSQL(ver)
+	if begin == beginSnapshot {
+		sql += "; " + qualifiedNamesSQL
+	}
+	if err := exec(ctx, conn, sql); err != nil {
 		return time.Time{}, 0, fmt.Errorf("%s: begin: %w", sd.name, err)
 	}
 	if mode == "" {
@@ -367,7 +371,15 @@ func (w *worker) readBack(ctx context.Context, conn *pgx.Conn, u partition.Unit,
 	if w.opts.Verify == verify.None {
 		return verify.Sum{Rows: loaded}, nil
 	}
+	if !u.Binary {
+		if err := exec(ctx, conn, qualifiedNamesSQL); err != nil {
+			return verify.Sum{}, fmt.Errorf("destination: %w", err)
+		}
+	}
 	sum, err := figures(ctx, conn, u.Dest, u, w.opts.Verify)
+	if err == nil && !u.Binary {
+		err = exec(ctx, conn, defaultNamesSQL)
+	}
 	if err != nil {
 		return sum, partition.RowSecurityRefusal("destination", u.Dest, fmt.Errorf("destination: read back %s: %w", u.Dest, err))
 	}

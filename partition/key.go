@@ -18,7 +18,7 @@ func Key(ctx context.Context, q Querier, t Table, want []string) ([]verify.KeyCo
 	rows, err := q.Query(ctx, `
 		SELECT i.indisprimary, i.indpred IS NULL AND i.indexprs IS NULL,
 		       array_agg(a.attname ORDER BY k.ord), array_agg(pg_catalog.format_type(a.atttypid, a.atttypmod) ORDER BY k.ord),
-		       array_agg(ty.typcollation <> 0 ORDER BY k.ord), bool_and(a.attnotnull)
+		       array_agg(ty.typcollation <> 0 ORDER BY k.ord), bool_and(a.attnotnull), array_agg(a.atttypid ORDER BY k.ord)
 		FROM pg_catalog.pg_index i
 		CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
 		JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
@@ -34,11 +34,12 @@ func Key(ctx context.Context, q Querier, t Table, want []string) ([]verify.KeyCo
 		names, types   []string
 		collatable     []bool
 		notNull        bool
+		typeOIDs       []uint32
 	}
 	idx, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (index, error) {
 		var x index
 		var notNull *bool
-		err := r.Scan(&x.primary, &x.plain, &x.names, &x.types, &x.collatable, &notNull)
+		err := r.Scan(&x.primary, &x.plain, &x.names, &x.types, &x.collatable, &notNull, &x.typeOIDs)
 		x.notNull = notNull != nil && *notNull
 		return x, err
 	})
@@ -52,14 +53,30 @@ func Key(ctx context.Context, q Querier, t Table, want []string) ([]verify.KeyCo
 		}
 		return k
 	}
+	// A key of object OIDs (regclass and the like) sorts by OID, which
+	// differs between servers: bisecting it would cut the sides apart.
+	byOID := func(x index) string {
+		for i, o := range x.typeOIDs {
+			if namesByOID(Column{TypeOID: o}) {
+				return fmt.Sprintf("key column %q is %s, which sorts by OID and the servers' OIDs differ", x.names[i], x.types[i])
+			}
+		}
+		return ""
+	}
 	if len(want) == 0 {
 		if len(idx) > 0 && idx[0].primary {
+			if why := byOID(idx[0]); why != "" {
+				return nil, fmt.Sprintf("%s: the primary key cannot pinpoint rows: %s; name another unique not-null key with --key", t, why), nil
+			}
 			return build(idx[0]), "", nil
 		}
 		return nil, fmt.Sprintf("%s has no primary key; name a unique not-null key with --key", t), nil
 	}
 	for _, x := range idx {
 		if x.plain && x.notNull && slices.Equal(sortedCopy(x.names), sortedCopy(want)) {
+			if why := byOID(x); why != "" {
+				return nil, "", &SchemaError{Side: "source", Table: t.String(), Why: "--key " + strings.Join(want, ",") + " cannot pinpoint rows: " + why}
+			}
 			// Keep the order the user gave.
 			byName := map[string]verify.KeyColumn{}
 			for _, c := range build(x) {

@@ -108,7 +108,8 @@ func widens(src, dst Column) bool {
 // type or a type that widens it exactly; destination columns the source
 // lacks must be nullable or have a default. Binary format is chosen only
 // when every copied type is identical and built in and both servers run the
-// same major version; otherwise text, and why says which column decided.
+// same major version, and none is an OID that names an object (regclass and
+// the like); otherwise text, and why says which column decided.
 func MatchColumns(unit Table, dest Table, src, dst []Column, sameMajor bool) (cols, skipped []string, binary bool, why string, err error) {
 	byName := make(map[string]Column, len(dst))
 	for _, c := range dst {
@@ -136,6 +137,11 @@ func MatchColumns(unit Table, dest Table, src, dst []Column, sameMajor bool) (co
 		}
 		cols = append(cols, s.Name)
 		switch {
+		case s.Type == d.Type && namesByOID(s):
+			if binary {
+				binary, why = false, fmt.Sprintf("column %s has type %s, whose values are object OIDs: binary would carry the source's OIDs, "+
+					"which name other objects on the destination; text carries the names", quoteList([]string{s.Name}), s.Type)
+			}
 		case s.Type == d.Type && s.BuiltIn && d.BuiltIn:
 		case s.Type == d.Type:
 			if binary {

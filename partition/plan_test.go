@@ -32,6 +32,7 @@ func TestMatchColumns(t *testing.T) {
 		{name: "user type by name", s: []Column{id, enum}, d: []Column{{Name: "e", Type: "public.mood", TypeOID: 17000, TypMod: -1}, id}, sameMajor: true, cols: "id,e", whyHas: "not built in"},
 		{name: "generated skipped both ways", s: []Column{id, gen, note}, d: []Column{id, {Name: "note", Type: "text", TypeOID: 25, TypMod: -1, Generated: true}, gen},
 			sameMajor: true, cols: "id", binary: true, skipped: "g (generated on the source),note (generated on the destination)"},
+		{name: "regclass as text", s: []Column{id, col("c", "regclass", 2205, -1)}, d: []Column{id, col("c", "regclass", 2205, -1)}, sameMajor: true, cols: "id,c", whyHas: `column "c" has type regclass, whose values are object OIDs`},
 		{name: "int widens", s: []Column{id}, d: []Column{col("id", "bigint", 20, -1)}, sameMajor: true, cols: "id", whyHas: "integer on the source and bigint"},
 		{name: "varchar widens", s: []Column{col("v", "character varying(10)", 1043, 14)}, d: []Column{col("v", "character varying(20)", 1043, 24)}, sameMajor: true, cols: "v"},
 		{name: "varchar narrows", s: []Column{col("v", "character varying(20)", 1043, 24)}, d: []Column{col("v", "character varying(10)", 1043, 14)}, errHas: `column "v" is character varying(20) on the source but character varying(10)`},

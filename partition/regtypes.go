@@ -1,0 +1,30 @@
+package partition
+
+// regTypes are the built-in types whose values are object OIDs that print
+// as names (regclass, regtype, ...), with their array types. Binary COPY
+// carries the raw OID, which on another server names another object or
+// none while both sides' checksums agree; text carries the name, which the
+// destination resolves to its own object. Their text form is
+// schema-qualified only for objects outside the search_path, so lockstep
+// reads with search_path pinned to pg_catalog (see copy/sql.go).
+var regTypes = map[uint32]string{
+	24: "regproc", 1008: "regproc[]",
+	2202: "regprocedure", 2207: "regprocedure[]",
+	2203: "regoper", 2208: "regoper[]",
+	2204: "regoperator", 2209: "regoperator[]",
+	2205: "regclass", 2210: "regclass[]",
+	2206: "regtype", 2211: "regtype[]",
+	3734: "regconfig", 3735: "regconfig[]",
+	3769: "regdictionary", 3770: "regdictionary[]",
+	4089: "regnamespace", 4090: "regnamespace[]",
+	4096: "regrole", 4097: "regrole[]",
+	4191: "regcollation", 4192: "regcollation[]",
+}
+
+// namesByOID reports whether a column's values are object OIDs (a reg*
+// type or an array of one). Domains over them are not built in, so they
+// are copied as text anyway.
+func namesByOID(c Column) bool {
+	_, ok := regTypes[c.TypeOID]
+	return ok
+}

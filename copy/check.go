@@ -111,8 +111,10 @@ func (w *worker) compare(ctx context.Context, u partition.Unit, res *Result, loc
 		res.addNote(fmt.Sprintf("the partition exists only on the destination and holds %d row(s) the source lacks: detach it or empty it on the destination", dstSum.Rows))
 	}
 	if cmpErr != nil && w.opts.Diff && diff {
+		// The difference stands whatever becomes of the diff: a failed
+		// diff is told with it, never in its place.
 		if err := w.diff(ctx, u, res, srcSum.Rows, dstSum.Rows); err != nil {
-			return err
+			return fmt.Errorf("%w; %v", cmpErr, err)
 		}
 	}
 	if locked && !u.DestOnly {
@@ -166,12 +168,12 @@ func (w *worker) diff(ctx context.Context, u partition.Unit, res *Result, srcRow
 	dst := verify.Side{Q: w.dstConn, Table: only(u.Dest)}
 	d, err := verify.Bisect(ctx, src, dst, spec)
 	if err != nil {
-		return fmt.Errorf("diff %s: %w", u.Name(), err)
+		return fmt.Errorf("the diff failed: %w", err)
 	}
 	res.Diff = d
 	if w.opts.RepairSQL && !d.Empty() {
 		if err := verify.FetchMissing(ctx, src, spec, d); err != nil {
-			return fmt.Errorf("diff %s: %w", u.Name(), err)
+			return fmt.Errorf("the diff failed: %w", err)
 		}
 		var b bytes.Buffer
 		d.WriteRepairSQL(&b, u.Dest.String(), u.Columns, u.Key)

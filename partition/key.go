@@ -93,6 +93,27 @@ func Key(ctx context.Context, q Querier, t Table, want []string) ([]verify.KeyCo
 		Why: fmt.Sprintf("--key %s is not a unique, not-null key (a unique index on exactly those columns, without predicate or expressions, all NOT NULL)", strings.Join(want, ","))}
 }
 
+// boundTypes makes the diff cast key bounds, on both sides, to the
+// destination's column types. Bounds come from either side's rows, and only
+// the destination's types hold every key of both: the plan allows a
+// destination type only when it holds every source value exactly
+// (integer to bigint, varchar(n) to text), while a cast to the source's type
+// would fail on a destination bigint beyond integer range or truncate a
+// longer destination text to varchar(n). (Where a source integer meets a
+// destination numeric, the source cannot use its index for these
+// comparisons; that costs time, not exactness.)
+func boundTypes(key []verify.KeyColumn, dst []Column) []verify.KeyColumn {
+	out := slices.Clone(key)
+	for i, k := range out {
+		for _, c := range dst {
+			if c.Name == k.Name {
+				out[i].Type = c.Type
+			}
+		}
+	}
+	return out
+}
+
 func sortedCopy(s []string) []string {
 	c := slices.Clone(s)
 	slices.Sort(c)

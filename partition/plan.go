@@ -410,6 +410,7 @@ func planUnit(ctx context.Context, src, dst Querier, s, d Table, o Options) (Uni
 				return Unit{}, &SchemaError{Side: "destination", Table: d.String(), Why: fmt.Sprintf("key column %q is not copied to it", k.Name)}
 			}
 		}
+		u.Key = boundTypes(u.Key, dc)
 	}
 	return u, nil
 }

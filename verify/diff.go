@@ -21,7 +21,7 @@ type Querier interface {
 // KeyColumn is one column of a unique, not-null key.
 type KeyColumn struct {
 	Name       string
-	Type       string // as format_type writes it, for casts of bound values
+	Type       string // as format_type writes it: bound values are cast to it on both sides, so it must hold both sides' keys
 	Collatable bool   // compared and sorted COLLATE "C" so both servers agree
 }
 
@@ -63,6 +63,7 @@ type Diff struct {
 	Key          []string      `json:"key"`
 	Missing      [][]string    `json:"missing_on_destination"`
 	Extra        [][]string    `json:"extra_on_destination"`
+	Duplicated   [][]string    `json:"duplicated_on_destination,omitempty"` // keys the destination holds more than once; surplus copies count in ExtraCount
 	Changed      []Change      `json:"changed"`
 	MissingCount int64         `json:"missing_count"`
 	ExtraCount   int64         `json:"extra_count"`
@@ -74,8 +75,8 @@ type Diff struct {
 	Elapsed      time.Duration `json:"elapsed_ns"`
 	HashFunc     string        `json:"hash_function"`
 	Unavailable  string        `json:"unavailable,omitempty"` // why no row-level diff was possible
-	// Inserts holds the source rows missing on the destination (all
-	// columns' text), for repair SQL.
+	// Inserts holds the source rows of the Missing and then the Duplicated
+	// keys (all columns' text), for repair SQL.
 	Inserts [][]*string `json:"-"`
 }
 
@@ -292,43 +293,61 @@ func scanTexts(n int) pgx.RowToFunc[[]string] {
 
 // compareLeaf streams (key, row hash) pairs of a segment from both sides,
 // matches them by key, and fetches full rows only for keys that differ.
+// A key may come more than once from a side without a unique index on it
+// (the destination may lack the source's): per key, the rows whose hashes
+// pair up match, other pairs are changed, and the rest are missing or extra.
 func (s Spec) compareLeaf(ctx context.Context, src, dst Side, seg segment, d *Diff) error {
-	var sh, dh map[string]leafRow
+	var sh, dh map[string]*leafRows
+	var sn, dn int
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() (err error) { sh, err = s.leafHashes(gctx, src, seg); return wrap("source", err) })
-	g.Go(func() (err error) { dh, err = s.leafHashes(gctx, dst, seg); return wrap("destination", err) })
+	g.Go(func() (err error) { sh, sn, err = s.leafHashes(gctx, src, seg); return wrap("source", err) })
+	g.Go(func() (err error) { dh, dn, err = s.leafHashes(gctx, dst, seg); return wrap("destination", err) })
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	d.RowsFetched += int64(len(sh) + len(dh))
+	d.RowsFetched += int64(sn + dn)
+	list := func(keys *[][]string, k []string) {
+		if len(*keys) < s.MaxListed {
+			*keys = append(*keys, k)
+		} else {
+			d.Truncated = true
+		}
+	}
+	all := maps.Clone(sh)
+	maps.Copy(all, dh)
 	var changed [][]string
-	for _, k := range slices.Sorted(maps.Keys(sh)) {
-		r := sh[k]
-		o, ok := dh[k]
+	for _, id := range slices.Sorted(maps.Keys(all)) {
+		a, b := sh[id], dh[id]
+		var key []string
+		var rs, rd int64
 		switch {
-		case !ok:
-			d.MissingCount++
-			if len(d.Missing) < s.MaxListed {
-				d.Missing = append(d.Missing, r.key)
-			} else {
-				d.Truncated = true
-			}
-		case o.hash != r.hash:
-			d.ChangedCount++
+		case a == nil:
+			key, rd = b.key, int64(len(b.hashes))
+		case b == nil:
+			key, rs = a.key, int64(len(a.hashes))
+		default:
+			key = a.key
+			rs, rd = unmatched(a.hashes, b.hashes)
+		}
+		pairs := min(rs, rd)
+		if pairs > 0 {
+			d.ChangedCount += pairs
 			if len(d.Changed)+len(changed) < s.ChangedRows {
-				changed = append(changed, r.key)
+				changed = append(changed, key)
 			} else {
 				d.Truncated = true
 			}
 		}
-	}
-	for _, k := range slices.Sorted(maps.Keys(dh)) {
-		if _, ok := sh[k]; !ok {
-			d.ExtraCount++
-			if len(d.Extra) < s.MaxListed {
-				d.Extra = append(d.Extra, dh[k].key)
+		if n := rs - pairs; n > 0 {
+			d.MissingCount += n
+			list(&d.Missing, key)
+		}
+		if n := rd - pairs; n > 0 {
+			d.ExtraCount += n
+			if a == nil {
+				list(&d.Extra, key)
 			} else {
-				d.Truncated = true
+				list(&d.Duplicated, key)
 			}
 		}
 	}
@@ -340,30 +359,61 @@ func (s Spec) compareLeaf(ctx context.Context, src, dst Side, seg segment, d *Di
 	return nil
 }
 
-type leafRow struct {
-	key  []string
-	hash string
+// unmatched counts the hashes of a and of b left once equal hashes are
+// paired off.
+func unmatched(a, b []string) (ra, rb int64) {
+	left := map[string]int{}
+	for _, h := range a {
+		left[h]++
+	}
+	for _, h := range b {
+		if left[h] > 0 {
+			left[h]--
+		} else {
+			rb++
+		}
+	}
+	for _, n := range left {
+		ra += int64(n)
+	}
+	return ra, rb
 }
 
-func (s Spec) leafHashes(ctx context.Context, q Side, seg segment) (map[string]leafRow, error) {
+// leafRows are the row hashes of one key on one side.
+type leafRows struct {
+	key    []string
+	hashes []string
+}
+
+// leafHashes reads a segment's (key, row hash) pairs, grouped by key, and
+// how many rows they were.
+func (s Spec) leafHashes(ctx context.Context, q Side, seg segment) (map[string]*leafRows, int, error) {
 	w, args := s.where(seg)
 	sql := fmt.Sprintf("SELECT %s, %s FROM %s WHERE %s", strings.Join(keysText(s.Key), ", "),
 		RowHashSQL(s.HashFunc, s.Columns), q.Table, w)
 	rows, err := q.Q.Query(ctx, sql, args...)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	out := map[string]leafRow{}
 	all, err := pgx.CollectRows(rows, scanTexts(len(s.Key)+1))
+	out := map[string]*leafRows{}
 	for _, v := range all {
 		k := v[:len(s.Key)]
-		out[strings.Join(k, "\x00")] = leafRow{key: k, hash: v[len(s.Key)]}
+		id := strings.Join(k, "\x00")
+		r := out[id]
+		if r == nil {
+			r = &leafRows{key: k}
+			out[id] = r
+		}
+		r.hashes = append(r.hashes, v[len(s.Key)])
 	}
-	return out, err
+	return out, len(all), err
 }
 
-// fetchRows reads full rows (every column as text) for the given keys.
-func (s Spec) fetchRows(ctx context.Context, q Side, keys [][]string) (map[string][]*string, error) {
+// fetchRows reads full rows (every column as text) for the given keys,
+// every row of a key that a side holds more than once, and how many rows
+// it read.
+func (s Spec) fetchRows(ctx context.Context, q Side, keys [][]string) (map[string][][]*string, int, error) {
 	var vals []string
 	var args []any
 	for _, k := range keys {
@@ -381,11 +431,11 @@ func (s Spec) fetchRows(ctx context.Context, q Side, keys [][]string) (map[strin
 		strings.Join(cols, ", "), q.Table, strings.Join(s.keyExprs(), ", "), strings.Join(vals, ", "))
 	rows, err := q.Q.Query(ctx, sql, args...)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer rows.Close()
-	out := map[string][]*string{}
-	n := len(s.Key)
+	out := map[string][][]*string{}
+	n, read := len(s.Key), 0
 	for rows.Next() {
 		v := make([]*string, n+len(s.Columns))
 		p := make([]any, len(v))
@@ -393,32 +443,43 @@ func (s Spec) fetchRows(ctx context.Context, q Side, keys [][]string) (map[strin
 			p[i] = &v[i]
 		}
 		if err := rows.Scan(p...); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		k := make([]string, n)
 		for i := range k {
 			k[i] = *v[i]
 		}
-		out[strings.Join(k, "\x00")] = v[n:]
+		id := strings.Join(k, "\x00")
+		out[id] = append(out[id], v[n:])
+		read++
 	}
-	return out, rows.Err()
+	return out, read, rows.Err()
 }
 
 // describeChanges names the differing columns of changed rows.
 func (s Spec) describeChanges(ctx context.Context, src, dst Side, keys [][]string, d *Diff) error {
-	var sr, dr map[string][]*string
+	var sr, dr map[string][][]*string
+	var sn, dn int
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() (err error) { sr, err = s.fetchRows(gctx, src, keys); return wrap("source", err) })
-	g.Go(func() (err error) { dr, err = s.fetchRows(gctx, dst, keys); return wrap("destination", err) })
+	g.Go(func() (err error) { sr, sn, err = s.fetchRows(gctx, src, keys); return wrap("source", err) })
+	g.Go(func() (err error) { dr, dn, err = s.fetchRows(gctx, dst, keys); return wrap("destination", err) })
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	d.RowsFetched += int64(len(sr) + len(dr))
+	d.RowsFetched += int64(sn + dn)
 	for _, k := range keys {
 		id := strings.Join(k, "\x00")
-		a, b := sr[id], dr[id]
-		if a == nil || b == nil {
+		if len(sr[id]) == 0 || len(dr[id]) == 0 {
 			continue // gone from a side since the leaf was read (only without --lock)
+		}
+		// Of a key the destination holds more than once, describe a copy
+		// that differs.
+		a, b := sr[id][0], dr[id][0]
+		for _, r := range dr[id] {
+			if !slices.EqualFunc(a, r, sameText) {
+				b = r
+				break
+			}
 		}
 		c := Change{Key: k}
 		for i, col := range s.Columns {
@@ -445,17 +506,22 @@ func sameText(a, b *string) bool {
 	return *a == *b
 }
 
-// FetchMissing reads the source rows missing on the destination, for
-// repair SQL.
+// FetchMissing reads the source rows of the keys missing on the
+// destination and of those it holds more than once, for repair SQL.
 func FetchMissing(ctx context.Context, src Side, s Spec, d *Diff) error {
-	for i := 0; i < len(d.Missing); i += 500 {
-		batch := d.Missing[i:min(i+500, len(d.Missing))]
-		rows, err := s.fetchRows(ctx, src, batch)
+	keys := slices.Concat(d.Missing, d.Duplicated)
+	for i := 0; i < len(keys); i += 500 {
+		batch := keys[i:min(i+500, len(keys))]
+		rows, _, err := s.fetchRows(ctx, src, batch)
 		if err != nil {
 			return wrap("source", err)
 		}
 		for _, k := range batch {
-			d.Inserts = append(d.Inserts, rows[strings.Join(k, "\x00")])
+			var row []*string // nil: gone from the source since (only without --lock)
+			if r := rows[strings.Join(k, "\x00")]; len(r) > 0 {
+				row = r[0]
+			}
+			d.Inserts = append(d.Inserts, row)
 		}
 	}
 	return nil
@@ -482,6 +548,7 @@ func (d *Diff) Summary(n int) string {
 	}
 	list("missing", d.Missing)
 	list("extra", d.Extra)
+	list("duplicated", d.Duplicated)
 	for i, c := range d.Changed {
 		if i == n {
 			fmt.Fprintf(&b, "\n    ... %d more changed in the report", len(d.Changed)-n)

@@ -3,6 +3,7 @@ package verify
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -33,7 +34,9 @@ func (d *Diff) WriteRepairSQL(w io.Writer, destTable string, cols []string, key 
 	if d.Truncated {
 		fmt.Fprintf(w, "-- only the differences listed were written; re-run after applying these\n")
 	}
-	for _, k := range d.Extra {
+	// A key held more than once loses every copy here; Inserts holds its
+	// source row.
+	for _, k := range slices.Concat(d.Extra, d.Duplicated) {
 		fmt.Fprintf(w, "DELETE FROM %s WHERE %s;\n", destTable, keyPredicate(key, k))
 	}
 	for _, row := range d.Inserts {

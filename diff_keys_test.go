@@ -1,0 +1,100 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"lockstep/internal/pgtest"
+)
+
+// The destination's key column may have a wider type than the source's
+// (integer to bigint, varchar(5) to text). The diff's bounds come from
+// either side's rows, so they are cast to the type that holds both sides'
+// keys: destination bigints beyond the integer range become bounds without
+// failing the source's cast, and destination texts longer than five
+// characters are not truncated into bounds that cut nothing (the bisection
+// then ran to its depth limit).
+func TestDiffWithWiderDestinationKeyTypes(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, srcKey, dstKey, gen, extra, firstExtra, changed string
+	}{
+		{"integer to bigint", "int", "bigint", "g", "5000000000 + g", "5000000001", "77"},
+		{"varchar(5) to text", "varchar(5)", "text", "lpad(g::text, 5, '0')", "'zzzzz' || lpad(g::text, 3, '0')", "zzzzz001", "00077"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			src, dst := pgtest.Get(t).NewDBs(t)
+			rows := "INSERT INTO k SELECT " + c.gen + ", 'v' FROM generate_series(1, 300) g;"
+			pgtest.Exec(t, src, "CREATE TABLE k (id "+c.srcKey+" PRIMARY KEY, v text);"+rows)
+			pgtest.Exec(t, dst, "CREATE TABLE k (id "+c.dstKey+" PRIMARY KEY, v text);"+rows+
+				"INSERT INTO k SELECT "+c.extra+", 'x' FROM generate_series(1, 100) g; UPDATE k SET v = 'changed' WHERE id = '"+c.changed+"'")
+			repair := filepath.Join(t.TempDir(), "repair.sql")
+			out := mustRun(t, 4, "verify", "--source", src, "--dest", dst, "--table", "k", "--diff", "--diff-rows", "10", "--diff-sql", repair)
+			for _, w := range []string{"0 missing on the destination, 100 extra on the destination, 1 changed",
+				"extra: (" + c.firstExtra + ")", "changed: (" + c.changed + ") columns v"} {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+			if m := depthRE.FindStringSubmatch(out); m == nil || len(m[1]) > 1 {
+				t.Errorf("bisection depth %v, want under 10:\n%s", m, out)
+			}
+			sql, _ := os.ReadFile(repair)
+			pgtest.Exec(t, dst, string(sql))
+			mustRun(t, 0, "verify", "--source", src, "--dest", dst, "--table", "k")
+		})
+	}
+}
+
+var depthRE = regexp.MustCompile(`depth (\d+)`)
+
+// A destination without the source's unique index may hold a key more than
+// once: the surplus copies are differences (extra rows), never folded into
+// one, and the repair SQL leaves one copy equal to the source's.
+func TestDiffFindsDuplicateDestinationKeys(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	rows := "INSERT INTO k SELECT g, 'v' || g FROM generate_series(1, 2000) g;"
+	pgtest.Exec(t, src, "CREATE TABLE k (id int PRIMARY KEY, v text);"+rows)
+	pgtest.Exec(t, dst, "CREATE TABLE k (id int NOT NULL, v text);"+rows+`
+		INSERT INTO k VALUES (7, 'v7'), (900, 'other'), (1500, 'x'), (1500, 'y');
+		DELETE FROM k WHERE id = 1500 AND v = 'v1500';`)
+	repair := filepath.Join(t.TempDir(), "repair.sql")
+	out := mustRun(t, 4, "verify", "--source", src, "--dest", dst, "--table", "k", "--diff", "--diff-rows", "50", "--diff-sql", repair)
+	// 7: an identical second copy; 900: a second copy that differs; 1500:
+	// two copies, neither equal to the source's row.
+	for _, w := range []string{"0 missing on the destination, 3 extra on the destination, 1 changed",
+		"duplicated: (7)", "duplicated: (900)", "duplicated: (1500)", "changed: (1500) columns v"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("output lacks %q:\n%s", w, out)
+		}
+	}
+	sql, _ := os.ReadFile(repair)
+	pgtest.Exec(t, dst, string(sql))
+	mustRun(t, 0, "verify", "--source", src, "--dest", dst, "--table", "k")
+	if got := pgtest.QueryString(t, dst, "SELECT count(*) || ' ' || count(DISTINCT id) FROM k"); got != "2000 2000" {
+		t.Errorf("after repair: rows and distinct keys = %s", got)
+	}
+}
+
+// A diff that fails (here: the destination role may not call the row hash
+// function the diff uses) does not turn a found difference into a run-time
+// error: the unit is still a mismatch, exit 4, and says why the diff failed.
+func TestFailedDiffStillExitsMismatch(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	role, as := newRole(t, "nodiff", dst)
+	pgtest.Exec(t, src, "CREATE TABLE k (id int PRIMARY KEY, v text); INSERT INTO k VALUES (1, 'a'), (2, 'b')")
+	pgtest.Exec(t, dst, "CREATE TABLE k (id int PRIMARY KEY, v text); INSERT INTO k VALUES (1, 'a'), (2, 'changed');"+
+		"GRANT SELECT ON k TO "+role+"; REVOKE EXECUTE ON FUNCTION md5(bytea) FROM PUBLIC")
+	out := mustRun(t, 4, "verify", "--source", src, "--dest", as(dst), "--table", "k", "--diff")
+	if !strings.Contains(out, "mismatch") || !strings.Contains(out, "checksums differ") ||
+		!strings.Contains(out, "; the diff failed: destination: ERROR: permission denied for function md5") {
+		t.Errorf("output:\n%s", out)
+	}
+}

@@ -17,7 +17,7 @@ func TestSelfTestNamesDisagreement(t *testing.T) {
 	src, dst := pgtest.Get(t).NewDBs(t)
 	ctx := context.Background()
 	a, b := connect(t, src), connect(t, dst)
-	pin := "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'postgres'; SET extra_float_digits = 3; SET bytea_output = 'hex'"
+	pin := "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'postgres'; SET extra_float_digits = 3; SET bytea_output = 'hex'; SET lc_monetary = 'C'"
 	if _, err := a.Exec(ctx, pin); err != nil {
 		t.Fatal(err)
 	}

@@ -89,6 +89,9 @@ func sessionSQL(serverVersion int) string {
 		// Refuse, rather than silently filter, where a row-level security
 		// policy would hide rows (as pg_dump does).
 		"SET LOCAL row_security = off",
+		// money's text form (currency symbol, separators, fraction
+		// digits) follows lc_monetary; C is on every server.
+		"SET LOCAL lc_monetary = 'C'",
 	}
 	if serverVersion >= 140000 {
 		// A backend whose lockstep process died stops waiting promptly.

@@ -36,7 +36,7 @@ func TestSessionSQLByVersion(t *testing.T) {
 	if s := sessionSQL(170000); !strings.Contains(s, "transaction_timeout = 0") {
 		t.Errorf("17 must pin transaction_timeout: %s", s)
 	}
-	for _, want := range []string{"statement_timeout = 0", "idle_in_transaction_session_timeout = 0", "TimeZone = 'UTC'", "extra_float_digits = 3", "row_security = off"} {
+	for _, want := range []string{"statement_timeout = 0", "idle_in_transaction_session_timeout = 0", "TimeZone = 'UTC'", "extra_float_digits = 3", "row_security = off", "lc_monetary = 'C'"} {
 		if !strings.Contains(sessionSQL(150000), want) {
 			t.Errorf("missing %s", want)
 		}

@@ -321,3 +321,37 @@ func TestEveryRegTypeIsText(t *testing.T) {
 		t.Errorf("found %d reg* types and arrays, want 22: %v", n, rows.Err())
 	}
 }
+
+// money's text form follows lc_monetary, which every session pins to C,
+// whatever each database's default: a destination trigger sees C while the
+// rows load, and money values arrive exact in binary and in text. (The
+// locales installed where this was written, C, C.utf8 and POSIX, all render
+// money alike; with others, unpinned text would differ between servers.)
+func TestMoneyUnderPinnedLcMonetary(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	enum := "CREATE TYPE mood AS ENUM ('ok');"
+	schema := enum + `CREATE TABLE money_b (id int PRIMARY KEY, m money, ms money[]);
+		CREATE TABLE money_t (id int PRIMARY KEY, m money, ms money[], mood mood);`
+	rows := `(1, '-92233720368547758.08', '{0.01,NULL}'), (2, '92233720368547758.07', '{}'), (3, '1234567.891', NULL), (4, NULL, '{-0.5}')`
+	mustExec(t, src, schema+"INSERT INTO money_b VALUES "+rows+"; INSERT INTO money_t (id, m, ms) VALUES "+rows+
+		"; ALTER DATABASE "+dbName(t, src)+" SET lc_monetary = 'POSIX'")
+	mustExec(t, dst, schema+`ALTER DATABASE `+dbName(t, dst)+` SET lc_monetary = 'C.utf8';
+		CREATE TABLE seen (tbl text, setting text);
+		CREATE FUNCTION note() RETURNS trigger LANGUAGE plpgsql AS
+		  $$ BEGIN INSERT INTO seen VALUES (TG_TABLE_NAME, current_setting('lc_monetary')); RETURN NULL; END $$;
+		CREATE TRIGGER note AFTER INSERT ON money_b FOR EACH STATEMENT EXECUTE FUNCTION note();
+		CREATE TRIGGER note AFTER INSERT ON money_t FOR EACH STATEMENT EXECUTE FUNCTION note();`)
+	o := opts(src, dst, "money_b", "money_t")
+	o.Order = partition.ByName
+	rep := mustCopy(t, o)
+	if rep.Units[0].Format != "binary" || rep.Units[1].Format != "text" {
+		t.Errorf("formats %s, %s; want binary, text", rep.Units[0].Format, rep.Units[1].Format)
+	}
+	if got := pgtest.QueryString(t, dst, "SELECT string_agg(tbl || ':' || setting, ' ' ORDER BY tbl) FROM seen"); got != "money_b:C money_t:C" {
+		t.Errorf("lc_monetary while loading: %s, want C for both", got)
+	}
+	for _, table := range []string{"money_b", "money_t"} {
+		assertSame(t, src, dst, table, "id, m::numeric, (SELECT array_agg(x::numeric) FROM unnest(ms) x)", "id")
+	}
+}

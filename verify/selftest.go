@@ -28,6 +28,7 @@ var trickyValues = []struct{ label, expr string }{
 	{"huge numeric", "('1' || repeat('0', 130) || '.' || repeat('9', 30))::numeric"},
 	{"numeric trailing zero", "1.50::numeric"},
 	{"bytea", "'\\x00ff5c0a'::bytea"},
+	{"money", "'-92233720368547758.08'::money"}, // text follows lc_monetary
 	{"jsonb", `'{"b": [1, 2.50, null], "a": "x"}'::jsonb`},
 	{"inet", "'::ffff:10.0.0.1/128'::inet"},
 	{"text array", `ARRAY[NULL, '', 'a,b', 'q"uote']::text[]`},
@@ -109,6 +110,6 @@ type SelfTestError struct {
 func (e *SelfTestError) Error() string {
 	return fmt.Sprintf("self-test: the servers render %s differently as %s (source %q, destination %q; %s): "+
 		"checksums would differ for identical data; align the server versions or the settings that shape output "+
-		"(TimeZone, DateStyle, IntervalStyle, extra_float_digits, bytea_output are pinned by lockstep)",
+		"(TimeZone, DateStyle, IntervalStyle, extra_float_digits, bytea_output, lc_monetary are pinned by lockstep)",
 		e.Value, e.Form, e.Source, e.Dest, e.Versions)
 }

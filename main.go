@@ -137,7 +137,7 @@ func planCommand(code *int, secrets *[]string) *cli.Command {
 			if err != nil {
 				return err
 			}
-			*code, err = runPlan(c.Context, opts, c.String("format"), c.App.Writer)
+			*code, err = runPlan(c.Context, opts, c.String("format"), c.App.Writer, c.App.ErrWriter)
 			return err
 		},
 	}
@@ -236,7 +236,7 @@ func copyCommand(code *int, secrets *[]string) *cli.Command {
 				return err
 			}
 			if c.Bool("dry-run") {
-				*code, err = runPlan(c.Context, opts, "text", c.App.Writer)
+				*code, err = runPlan(c.Context, opts, "text", c.App.Writer, c.App.ErrWriter)
 				return err
 			}
 			ui := newOutput(c, *secrets, func(r copy.Result) string { return oneLine(r.String()) })
@@ -311,11 +311,14 @@ func readNames(path string, stdin io.Reader) ([]string, error) {
 
 // runPlan prints the plan; units refused by --max-write-block are printed
 // and make it exit 2.
-func runPlan(ctx context.Context, opts copy.Options, format string, out io.Writer) (int, error) {
+func runPlan(ctx context.Context, opts copy.Options, format string, out, errOut io.Writer) (int, error) {
 	if format != "text" && format != "json" {
 		return exitBadInput, fmt.Errorf("unknown --format %q (want text or json)", format)
 	}
+	meter := startPlanMeter(errOut, isTerminal(errOut), planQuiet)
+	opts.OnPlan = meter.set
 	p, err := copy.MakePlan(ctx, opts)
+	meter.end()
 	if p != nil {
 		if format == "json" {
 			enc := json.NewEncoder(out)
@@ -333,7 +336,10 @@ func runPlan(ctx context.Context, opts copy.Options, format string, out io.Write
 func runUnits(ctx context.Context, opts copy.Options, ui *output, reportPath string,
 	runPlan func(*copy.Plan, context.Context) (*copy.Report, error)) (int, error) {
 	started := time.Now()
+	meter := startPlanMeter(ui.errOut, ui.tty && !ui.quiet, planQuiet)
+	opts.OnPlan = meter.set
 	p, err := copy.MakePlan(ctx, opts)
+	meter.end()
 	if err != nil {
 		writeReport(reportPath, opts, ui.secrets, nil, started, err)
 		return exitCode(nil, err), err

@@ -154,3 +154,68 @@ func (o *output) end(rep *copy.Report) {
 	}
 	fmt.Fprintln(o.out, rep.Summary())
 }
+
+// planQuiet is how long planning may run before a terminal is told what it
+// is doing.
+const planQuiet = time.Second
+
+// planMeter shows, on a terminal, which stage planning is in once it has
+// taken longer than its quiet period, on one line of stderr that it clears
+// when planning ends. Off a terminal it shows nothing.
+type planMeter struct {
+	w       io.Writer
+	started time.Time
+	mu      sync.Mutex
+	stage   string
+	shown   bool
+	stop    chan struct{}
+	done    sync.WaitGroup
+}
+
+func startPlanMeter(w io.Writer, tty bool, quiet time.Duration) *planMeter {
+	m := &planMeter{w: w, started: time.Now(), stop: make(chan struct{})}
+	if !tty {
+		return m
+	}
+	m.done.Add(1)
+	go func() {
+		defer m.done.Done()
+		wait := time.NewTimer(quiet)
+		defer wait.Stop()
+		select {
+		case <-m.stop:
+			return
+		case <-wait.C:
+		}
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			m.mu.Lock()
+			fmt.Fprintf(m.w, "\r\033[Kplanning: %s (%s)", m.stage, time.Since(m.started).Round(100*time.Millisecond))
+			m.shown = true
+			m.mu.Unlock()
+			select {
+			case <-m.stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return m
+}
+
+// set records the stage planning has entered.
+func (m *planMeter) set(stage string) {
+	m.mu.Lock()
+	m.stage = stage
+	m.mu.Unlock()
+}
+
+// end stops the meter and clears its line.
+func (m *planMeter) end() {
+	close(m.stop)
+	m.done.Wait()
+	if m.shown {
+		fmt.Fprint(m.w, "\r\033[K")
+	}
+}

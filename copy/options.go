@@ -55,6 +55,10 @@ type Options struct {
 
 	hashFunc string // row hash the servers share for the diff: md5, or sha256
 
+	// OnPlan, when set, is called as planning enters each stage
+	// (connecting, self-test, resolving names, ...), from the planning
+	// goroutine.
+	OnPlan func(stage string)
 	// OnStart and OnUnit, when set, are called as each unit starts and
 	// ends (from the unit's worker goroutine).
 	OnStart func(unit string)
@@ -62,6 +66,12 @@ type Options struct {
 	// OnBytes, when set, is called with each chunk's size as data streams
 	// (from worker goroutines; keep it cheap).
 	OnBytes func(n int64)
+}
+
+func (o *Options) planStage(stage string) {
+	if o.OnPlan != nil {
+		o.OnPlan(stage)
+	}
 }
 
 // Validate fills defaults and rejects impossible values.

@@ -36,6 +36,7 @@ func plan(ctx context.Context, src, dst *side, opts *Options) ([]partition.Unit,
 		err  error
 	}
 	var sc, dc opened
+	opts.planStage("connecting")
 	g := errgroup.Group{}
 	g.Go(func() error { sc.conn, sc.err = src.connect(ctx); return nil })
 	g.Go(func() error { dc.conn, dc.err = dst.connect(ctx); return nil })
@@ -76,6 +77,7 @@ func plan(ctx context.Context, src, dst *side, opts *Options) ([]partition.Unit,
 		}
 		defer rollback(ctx, c)
 	}
+	opts.planStage("self-test of both servers")
 	if err := verify.SelfTest(ctx, sc.conn, dc.conn, sameMajor); err != nil {
 		return nil, err
 	}
@@ -87,6 +89,7 @@ func plan(ctx context.Context, src, dst *side, opts *Options) ([]partition.Unit,
 		Lock:        !opts.VerifyOnly || opts.Lock || opts.RecheckLocked,
 		WithKey:     opts.Diff,
 		Key:         opts.DiffKey,
+		Progress:    opts.OnPlan,
 	})
 }
 

@@ -97,31 +97,6 @@ func kindName(k string) string {
 	return "relation of kind " + k
 }
 
-// Leaves lists a partitioned table's leaf partitions, sub-partitions
-// included, ordered by name.
-func Leaves(ctx context.Context, q Querier, t Table) ([]Table, error) {
-	rows, err := q.Query(ctx, `
-		SELECT c.oid, n.nspname, c.relname, c.relkind::text,
-		       -- the bounds of the leaf and of each ancestor below t
-		       (SELECT string_agg(pg_catalog.pg_get_expr(a.relpartbound, a.oid), ' / ' ORDER BY pa.level DESC)
-		          FROM pg_catalog.pg_partition_ancestors(c.oid) WITH ORDINALITY AS pa(relid, level)
-		          JOIN pg_catalog.pg_class a ON a.oid = pa.relid
-		         WHERE a.oid <> $1 AND a.oid IN (SELECT relid FROM pg_catalog.pg_partition_tree($1::oid::regclass)))
-		FROM pg_catalog.pg_partition_tree($1::oid::regclass) p
-		JOIN pg_catalog.pg_class c ON c.oid = p.relid
-		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-		WHERE p.isleaf
-		ORDER BY n.nspname, c.relname`, t.OID)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Table, error) {
-		var l Table
-		err := r.Scan(&l.OID, &l.Schema, &l.Name, &l.Kind, &l.Bound)
-		return l, err
-	})
-}
-
 // Column is one column of a table as the catalog describes it.
 type Column struct {
 	Name       string
@@ -132,30 +107,6 @@ type Column struct {
 	Generated  bool
 	NotNull    bool
 	HasDefault bool
-}
-
-// Columns lists a table's live columns in physical order. Run it with
-// search_path set to pg_catalog only (see PinCatalogPath) so that types
-// outside pg_catalog come out schema-qualified and compare by name across
-// servers whose type OIDs differ.
-func Columns(ctx context.Context, q Querier, t Table) ([]Column, error) {
-	rows, err := q.Query(ctx, `
-		SELECT a.attname, a.atttypid, a.atttypmod,
-		       pg_catalog.format_type(a.atttypid, a.atttypmod),
-		       a.atttypid < 16384 AND ty.typelem < 16384 AND ty.typbasetype = 0,
-		       a.attgenerated <> '', a.attnotnull, a.atthasdef
-		FROM pg_catalog.pg_attribute a
-		JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid
-		WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
-		ORDER BY a.attnum`, t.OID)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Column, error) {
-		var c Column
-		err := r.Scan(&c.Name, &c.TypeOID, &c.TypMod, &c.Type, &c.BuiltIn, &c.Generated, &c.NotNull, &c.HasDefault)
-		return c, err
-	})
 }
 
 // PinCatalogPath sets search_path to pg_catalog for the rest of the
@@ -173,24 +124,6 @@ func PinCatalogPath(ctx context.Context, q Querier) error {
 type ForeignKey struct {
 	Name        string
 	Referencing string
-}
-
-// ReferencedBy lists foreign keys of other tables that reference t, which
-// make TRUNCATE t fail.
-func ReferencedBy(ctx context.Context, q Querier, t Table) ([]ForeignKey, error) {
-	rows, err := q.Query(ctx, `
-		SELECT c.conname, c.conrelid::regclass::text
-		FROM pg_catalog.pg_constraint c
-		WHERE c.contype = 'f' AND c.confrelid = $1 AND c.conrelid <> c.confrelid
-		ORDER BY 2, 1`, t.OID)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (ForeignKey, error) {
-		var f ForeignKey
-		err := r.Scan(&f.Name, &f.Referencing)
-		return f, err
-	})
 }
 
 func quoteList(names []string) string {

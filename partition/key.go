@@ -11,41 +11,51 @@ import (
 	"lockstep/verify"
 )
 
-// Key finds the key that pinpoints rows of t: the given columns, which must
-// form a unique index without predicate or expressions and be NOT NULL, or
-// else the primary key. It returns no key and why when there is none.
-func Key(ctx context.Context, q Querier, t Table, want []string) ([]verify.KeyColumn, string, error) {
+// index is one unique index of a table, as Key weighs it.
+type index struct {
+	primary, plain bool // plain: no predicate, no expressions
+	names, types   []string
+	collatable     []bool
+	notNull        bool
+	typeOIDs       []uint32
+}
+
+// indexesOf lists each table's valid unique indexes, primary key first.
+func indexesOf(ctx context.Context, q Querier, ts []Table) (map[uint32][]index, error) {
 	rows, err := q.Query(ctx, `
-		SELECT i.indisprimary, i.indpred IS NULL AND i.indexprs IS NULL,
+		SELECT i.indrelid, i.indisprimary, i.indpred IS NULL AND i.indexprs IS NULL,
 		       array_agg(a.attname ORDER BY k.ord), array_agg(pg_catalog.format_type(a.atttypid, a.atttypmod) ORDER BY k.ord),
-		       array_agg(ty.typcollation <> 0 ORDER BY k.ord), bool_and(a.attnotnull), array_agg(a.atttypid ORDER BY k.ord)
-		FROM pg_catalog.pg_index i
+		       array_agg(ty.typcollation <> 0 ORDER BY k.ord), bool_and(a.attnotnull),
+		       array_agg(a.atttypid ORDER BY k.ord)
+		FROM unnest($1::oid[]) AS u(oid)
+		JOIN pg_catalog.pg_index i ON i.indrelid = u.oid
 		CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
 		JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
 		JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid
-		WHERE i.indrelid = $1 AND i.indisunique AND i.indisvalid AND k.ord <= i.indnkeyatts
-		GROUP BY i.indexrelid, i.indisprimary, i.indpred, i.indexprs
-		ORDER BY i.indisprimary DESC, i.indexrelid`, t.OID)
+		WHERE i.indisunique AND i.indisvalid AND k.ord <= i.indnkeyatts
+		GROUP BY i.indrelid, i.indexrelid, i.indisprimary, i.indpred, i.indexprs
+		ORDER BY i.indrelid, i.indisprimary DESC, i.indexrelid`, oidsOf(ts))
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	type index struct {
-		primary, plain bool
-		names, types   []string
-		collatable     []bool
-		notNull        bool
-		typeOIDs       []uint32
-	}
-	idx, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (index, error) {
-		var x index
-		var notNull *bool
-		err := r.Scan(&x.primary, &x.plain, &x.names, &x.types, &x.collatable, &notNull, &x.typeOIDs)
+	out := map[uint32][]index{}
+	var rel uint32
+	var x index
+	var notNull *bool
+	_, err = pgx.ForEachRow(rows, []any{&rel, &x.primary, &x.plain, &x.names, &x.types, &x.collatable, &notNull, &x.typeOIDs}, func() error {
 		x.notNull = notNull != nil && *notNull
-		return x, err
+		out[rel] = append(out[rel], x)
+		x = index{}
+		return nil
 	})
-	if err != nil {
-		return nil, "", err
-	}
+	return out, err
+}
+
+// Key finds the key that pinpoints rows of t among its unique indexes: the
+// given columns, which must form a unique index without predicate or
+// expressions and be NOT NULL, or else the primary key. It returns no key
+// and why when there is none.
+func Key(t Table, idx []index, want []string) ([]verify.KeyColumn, string, error) {
 	build := func(x index) []verify.KeyColumn {
 		k := make([]verify.KeyColumn, len(x.names))
 		for i := range k {

@@ -7,7 +7,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/jackc/pgx/v5"
+	"golang.org/x/sync/errgroup"
 
 	"lockstep/verify"
 )
@@ -188,38 +188,29 @@ type Options struct {
 	Lock        bool     // units will be locked on both sides (copy, or verify --lock)
 	WithKey     bool     // find each unit's key (for pinpointing differences)
 	Key         []string // the key columns to use instead of the primary key
+	// Progress, when set, is told each stage as planning enters it.
+	Progress func(stage string)
+}
+
+func (o Options) stage(s string) {
+	if o.Progress != nil {
+		o.Progress(s)
+	}
 }
 
 // Plan turns a selection into units. src and dst are read-only
 // transactions on each side; names are resolved first with each server's
 // own search_path, then the search_path is pinned for type names. A table
 // selected twice yields one unit. An empty selection is an error.
+//
+// Each side's catalog is read in a fixed number of queries whatever the
+// number of units (one per regex, and --exact-counts counts in chunks);
+// the answers are matched up in Go.
 func Plan(ctx context.Context, src, dst Querier, o Options) ([]Unit, error) {
-	var pairs []tablePair
-	for _, n := range o.Tables {
-		s, err := Resolve(ctx, src, "source", n)
-		if err != nil {
-			return nil, err
-		}
-		d, err := Resolve(ctx, dst, "destination", n)
-		if err != nil {
-			return nil, err
-		}
-		pairs = append(pairs, tablePair{s: s, d: d})
-	}
-	for _, re := range o.Matching {
-		found, err := matching(ctx, src, re)
-		if err != nil {
-			return nil, err
-		}
-		for _, s := range found {
-			d, err := Resolve(ctx, dst, "destination", s.String())
-			var nf *NotFoundError
-			if err != nil && !errors.As(err, &nf) {
-				return nil, err
-			}
-			pairs = append(pairs, tablePair{s: s, d: d}) // d.OID == 0: missing, unless excluded below
-		}
+	o.stage("resolving names")
+	pairs, err := selected(ctx, src, dst, o)
+	if err != nil {
+		return nil, err
 	}
 	if err := PinCatalogPath(ctx, src); err != nil {
 		return nil, fmt.Errorf("source: %w", err)
@@ -227,32 +218,10 @@ func Plan(ctx context.Context, src, dst Querier, o Options) ([]Unit, error) {
 	if err := PinCatalogPath(ctx, dst); err != nil {
 		return nil, fmt.Errorf("destination: %w", err)
 	}
-	var all []tablePair
-	seen := map[uint32]bool{}
-	for _, p := range pairs {
-		if p.d.OID == 0 {
-			all = append(all, p)
-			continue
-		}
-		expanded, extra, err := expand(ctx, src, dst, p.s, p.d)
-		if err != nil {
-			return nil, err
-		}
-		if len(extra) > 0 && o.Copy {
-			if err := checkExtraLeaves(ctx, dst, p.d, extra); err != nil {
-				return nil, err
-			}
-		} else {
-			for _, l := range extra {
-				expanded = append(expanded, tablePair{d: l, destOnly: true})
-			}
-		}
-		for _, e := range expanded {
-			if !seen[e.d.OID] {
-				seen[e.d.OID] = true
-				all = append(all, e)
-			}
-		}
+	o.stage("listing partitions")
+	all, err := expandAll(ctx, src, dst, pairs, o)
+	if err != nil {
+		return nil, err
 	}
 	if len(o.Exclude) > 0 && len(all) > 0 {
 		names := make([]string, len(all))
@@ -278,14 +247,20 @@ func Plan(ctx context.Context, src, dst Querier, o Options) ([]Unit, error) {
 	if len(all) == 0 {
 		return nil, errors.New("source: the selection matches no table")
 	}
+	o.stage(fmt.Sprintf("reading the catalogs of %d tables", len(all)))
+	sc, dc, err := readCatalogs(ctx, src, dst, all, o)
+	if err != nil {
+		return nil, err
+	}
+	o.stage(fmt.Sprintf("checking %d units", len(all)))
 	units := make([]Unit, 0, len(all))
 	for _, p := range all {
 		var u Unit
 		var err error
 		if p.destOnly {
-			u, err = planDestOnly(ctx, dst, p.d, o)
+			u, err = planDestOnly(p.d, dc, o)
 		} else {
-			u, err = planUnit(ctx, src, dst, p.s, p.d, o)
+			u, err = planUnit(p.s, p.d, sc, dc, o)
 		}
 		if err != nil {
 			return nil, err
@@ -310,28 +285,141 @@ func (p tablePair) qualified() string {
 	return p.s.qualified()
 }
 
-// expand maps a selected table to its units: leaf by leaf when both sides
-// are partitioned alike, the whole table otherwise. extra lists the
-// destination's leaves that the source lacks (see extra.go).
-func expand(ctx context.Context, src, dst Querier, s, d Table) (pairs []tablePair, extra []Table, err error) {
-	if !s.Partitioned() || !d.Partitioned() {
-		return []tablePair{{s: s, d: d}}, nil, nil
+// selected resolves the selection's names on both sides and runs its
+// regexes on the source, matching each found table by name on the
+// destination (OID 0 there: missing, unless excluded later).
+func selected(ctx context.Context, src, dst Querier, o Options) ([]tablePair, error) {
+	var pairs []tablePair
+	if len(o.Tables) > 0 {
+		ss, err := resolveAll(ctx, src, "source", o.Tables)
+		if err != nil {
+			return nil, err
+		}
+		ds, err := resolveAll(ctx, dst, "destination", o.Tables)
+		if err != nil {
+			return nil, err
+		}
+		for i, n := range o.Tables {
+			if err := usable("source", n, ss[i]); err != nil {
+				return nil, err
+			}
+			if err := usable("destination", n, ds[i]); err != nil {
+				return nil, err
+			}
+			pairs = append(pairs, tablePair{s: ss[i], d: ds[i]})
+		}
 	}
-	sl, err := Leaves(ctx, src, s)
-	if err != nil {
-		return nil, nil, fmt.Errorf("source: list partitions of %s: %w", s, err)
+	var found []Table
+	for _, re := range o.Matching {
+		f, err := matching(ctx, src, re)
+		if err != nil {
+			return nil, err
+		}
+		found = append(found, f...)
 	}
-	dl, err := Leaves(ctx, dst, d)
-	if err != nil {
-		return nil, nil, fmt.Errorf("destination: list partitions of %s: %w", d, err)
+	if len(found) > 0 {
+		names := make([]string, len(found))
+		for i, s := range found {
+			names[i] = s.String()
+		}
+		ds, err := resolveAll(ctx, dst, "destination", names)
+		if err != nil {
+			return nil, err
+		}
+		for i, s := range found {
+			if ds[i].OID != 0 {
+				if err := usable("destination", names[i], ds[i]); err != nil {
+					return nil, err
+				}
+			}
+			pairs = append(pairs, tablePair{s: s, d: ds[i]})
+		}
 	}
-	byName := map[string]Table{}
+	return pairs, nil
+}
+
+// usable says why a resolved name cannot be a unit: not found, or not a
+// table.
+func usable(side, name string, t Table) error {
+	switch {
+	case t.OID == 0:
+		return &NotFoundError{Side: side, Name: name}
+	case t.Kind == "r", t.Kind == "p":
+		return nil
+	}
+	return &UnsupportedError{Side: side, Table: t.String(), Why: "is a " + kindName(t.Kind) + ", not a table"}
+}
+
+// expandAll maps each selected pair to its units, leaf by leaf where both
+// sides are partitioned, and drops repeats. Leaves only the destination has
+// are refused for a copy when they hold rows (see extra.go), and become
+// destination-only units for a verify.
+func expandAll(ctx context.Context, src, dst Querier, pairs []tablePair, o Options) ([]tablePair, error) {
+	var sRoots, dRoots []Table
+	for _, p := range pairs {
+		if p.d.OID != 0 && p.s.Partitioned() && p.d.Partitioned() {
+			sRoots, dRoots = append(sRoots, p.s), append(dRoots, p.d)
+		}
+	}
+	var sLeaves, dLeaves map[uint32][]Table
+	var g errgroup.Group
+	g.Go(func() (err error) {
+		sLeaves, err = leavesOf(ctx, src, sRoots)
+		return wrapSide("source", "list partitions", err)
+	})
+	g.Go(func() (err error) {
+		dLeaves, err = leavesOf(ctx, dst, dRoots)
+		return wrapSide("destination", "list partitions", err)
+	})
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	var all []tablePair
+	var extras []extraLeaves
+	seen := map[uint32]bool{}
+	for _, p := range pairs {
+		if p.d.OID == 0 {
+			all = append(all, p)
+			continue
+		}
+		expanded := []tablePair{p}
+		if p.s.Partitioned() && p.d.Partitioned() {
+			var extra []Table
+			var err error
+			if expanded, extra, err = matchLeaves(p.d, sLeaves[p.s.OID], dLeaves[p.d.OID]); err != nil {
+				return nil, err
+			}
+			if len(extra) > 0 && o.Copy {
+				extras = append(extras, extraLeaves{parent: p.d, leaves: extra})
+			} else {
+				for _, l := range extra {
+					expanded = append(expanded, tablePair{d: l, destOnly: true})
+				}
+			}
+		}
+		for _, e := range expanded {
+			if !seen[e.d.OID] {
+				seen[e.d.OID] = true
+				all = append(all, e)
+			}
+		}
+	}
+	if err := checkExtraLeaves(ctx, dst, extras); err != nil {
+		return nil, err
+	}
+	return all, nil
+}
+
+// matchLeaves pairs a partitioned table's leaves by name; every source leaf
+// must exist on the destination with the same bounds. extra lists the
+// destination's leaves that the source lacks.
+func matchLeaves(d Table, sl, dl []Table) (pairs []tablePair, extra []Table, err error) {
+	byName := make(map[string]Table, len(dl))
 	for _, l := range dl {
 		byName[l.String()] = l
 	}
-	var out []tablePair
+	inSource := make(map[string]bool, len(sl))
 	var missing, differ []string
-	inSource := map[string]bool{}
 	for _, l := range sl {
 		inSource[l.String()] = true
 		m, ok := byName[l.String()]
@@ -341,7 +429,7 @@ func expand(ctx context.Context, src, dst Querier, s, d Table) (pairs []tablePai
 		case l.Bound != m.Bound:
 			differ = append(differ, fmt.Sprintf("%s is %s on the source but %s on the destination", l, l.Bound, m.Bound))
 		default:
-			out = append(out, tablePair{s: l, d: m})
+			pairs = append(pairs, tablePair{s: l, d: m})
 		}
 	}
 	if len(missing) > 0 {
@@ -357,27 +445,105 @@ func expand(ctx context.Context, src, dst Querier, s, d Table) (pairs []tablePai
 			extra = append(extra, l)
 		}
 	}
-	return out, extra, nil
+	return pairs, extra, nil
 }
 
-func planUnit(ctx context.Context, src, dst Querier, s, d Table, o Options) (Unit, error) {
-	sc, err := Columns(ctx, src, s)
-	if err != nil {
-		return Unit{}, fmt.Errorf("source: columns of %s: %w", s, err)
+// catalog is what one side's catalog says about the units' tables.
+type catalog struct {
+	columns      map[uint32][]Column
+	privileges   map[uint32]privileges
+	role         string
+	rowSecurity  map[uint32]error        // the tables whose row-level security would hide rows
+	referencedBy map[uint32][]ForeignKey // destination
+	triggers     map[uint32][]string     // destination
+	foreignKeys  map[uint32][]string     // destination
+	estimates    map[uint32]Estimate     // source; destination for destination-only leaves
+	counts       map[uint32]int64        // source, with ExactCounts
+	indexes      map[uint32][]index      // source, with WithKey
+}
+
+// readCatalogs reads both sides' catalogs for the units' tables, a fixed
+// number of queries per side, the two sides at once.
+func readCatalogs(ctx context.Context, src, dst Querier, all []tablePair, o Options) (sc, dc *catalog, err error) {
+	var ss, ds, destOnly []Table
+	for _, p := range all {
+		ds = append(ds, p.d)
+		if p.destOnly {
+			destOnly = append(destOnly, p.d)
+		} else {
+			ss = append(ss, p.s)
+		}
 	}
-	dc, err := Columns(ctx, dst, d)
-	if err != nil {
-		return Unit{}, fmt.Errorf("destination: columns of %s: %w", d, err)
+	sc, dc = &catalog{}, &catalog{}
+	var g errgroup.Group
+	g.Go(func() (err error) {
+		if sc.columns, err = columnsOf(ctx, src, ss); err != nil {
+			return wrapSide("source", "columns", err)
+		}
+		if sc.privileges, sc.role, err = privilegesOf(ctx, src, ss); err != nil {
+			return wrapSide("source", "privileges", err)
+		}
+		if sc.rowSecurity, err = rowSecurityOf(ctx, src, "source", ss); err != nil {
+			return wrapSide("source", "row-level security", err)
+		}
+		if sc.estimates, err = estimatesOf(ctx, src, ss); err != nil {
+			return wrapSide("source", "sizes", err)
+		}
+		if o.ExactCounts {
+			if sc.counts, err = countRows(ctx, src, ss); err != nil {
+				return wrapSide("source", "count rows", err)
+			}
+		}
+		if o.WithKey {
+			if sc.indexes, err = indexesOf(ctx, src, ss); err != nil {
+				return wrapSide("source", "unique indexes", err)
+			}
+		}
+		return nil
+	})
+	g.Go(func() (err error) {
+		if dc.columns, err = columnsOf(ctx, dst, ds); err != nil {
+			return wrapSide("destination", "columns", err)
+		}
+		if dc.referencedBy, err = referencedByOf(ctx, dst, ds); err != nil {
+			return wrapSide("destination", "foreign keys referencing the tables", err)
+		}
+		if dc.privileges, dc.role, err = privilegesOf(ctx, dst, ds); err != nil {
+			return wrapSide("destination", "privileges", err)
+		}
+		if dc.rowSecurity, err = rowSecurityOf(ctx, dst, "destination", ds); err != nil {
+			return wrapSide("destination", "row-level security", err)
+		}
+		if dc.triggers, dc.foreignKeys, err = extrasOf(ctx, dst, ds); err != nil {
+			return wrapSide("destination", "triggers and foreign keys", err)
+		}
+		if len(destOnly) > 0 {
+			if dc.estimates, err = estimatesOf(ctx, dst, destOnly); err != nil {
+				return wrapSide("destination", "sizes", err)
+			}
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return nil, nil, err
 	}
-	cols, skipped, binary, why, err := MatchColumns(s, d, sc, dc, o.SameMajor)
+	return sc, dc, nil
+}
+
+func wrapSide(side, what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %s: %w", side, what, err)
+}
+
+// planUnit decides one unit from both sides' catalogs.
+func planUnit(s, d Table, sc, dc *catalog, o Options) (Unit, error) {
+	cols, skipped, binary, why, err := MatchColumns(s, d, sc.columns[s.OID], dc.columns[d.OID], o.SameMajor)
 	if err != nil {
 		return Unit{}, err
 	}
-	fks, err := ReferencedBy(ctx, dst, d)
-	if err != nil {
-		return Unit{}, fmt.Errorf("destination: foreign keys referencing %s: %w", d, err)
-	}
-	if len(fks) > 0 {
+	if fks := dc.referencedBy[d.OID]; len(fks) > 0 {
 		var refs []string
 		for _, f := range fks {
 			refs = append(refs, fmt.Sprintf("%s on %s", f.Name, f.Referencing))
@@ -385,24 +551,25 @@ func planUnit(ctx context.Context, src, dst Querier, s, d Table, o Options) (Uni
 		return Unit{}, &SchemaError{Side: "destination", Table: d.String(),
 			Why: fmt.Sprintf("cannot be truncated: referenced by foreign key %s; drop the constraint for the move and re-add it afterwards (ADD ... NOT VALID, then VALIDATE CONSTRAINT)", strings.Join(refs, ", "))}
 	}
-	if err := checkPrivileges(ctx, src, dst, s, d, o); err != nil {
+	if err := checkPrivileges("source", s, sc, o); err != nil {
 		return Unit{}, err
 	}
-	if err := checkRowSecurity(ctx, src, "source", s); err != nil {
+	if err := checkPrivileges("destination", d, dc, o); err != nil {
 		return Unit{}, err
 	}
-	if err := checkRowSecurity(ctx, dst, "destination", d); err != nil {
+	if err := sc.rowSecurity[s.OID]; err != nil {
 		return Unit{}, err
 	}
-	u := Unit{Source: s, Dest: d, Columns: cols, Skipped: skipped, Binary: binary, FormatWhy: why, Freeze: d.Kind == "r"}
-	if u.Estimate, err = estimate(ctx, src, s, o.ExactCounts); err != nil {
-		return Unit{}, fmt.Errorf("source: size of %s: %w", s, err)
+	if err := dc.rowSecurity[d.OID]; err != nil {
+		return Unit{}, err
 	}
-	if u.DestTriggers, u.DestForeignKeys, err = destinationExtras(ctx, dst, d); err != nil {
-		return Unit{}, fmt.Errorf("destination: triggers and foreign keys of %s: %w", d, err)
+	u := Unit{Source: s, Dest: d, Columns: cols, Skipped: skipped, Binary: binary, FormatWhy: why, Freeze: d.Kind == "r",
+		Estimate: sc.estimates[s.OID], DestTriggers: dc.triggers[d.OID], DestForeignKeys: dc.foreignKeys[d.OID]}
+	if n, ok := sc.counts[s.OID]; ok {
+		u.Estimate.Rows, u.Estimate.Exact = n, true
 	}
 	if o.WithKey {
-		if u.Key, u.NoKey, err = Key(ctx, src, s, o.Key); err != nil {
+		if u.Key, u.NoKey, err = Key(s, sc.indexes[s.OID], o.Key); err != nil {
 			return Unit{}, err
 		}
 		for _, k := range u.Key {
@@ -410,7 +577,7 @@ func planUnit(ctx context.Context, src, dst Querier, s, d Table, o Options) (Uni
 				return Unit{}, &SchemaError{Side: "destination", Table: d.String(), Why: fmt.Sprintf("key column %q is not copied to it", k.Name)}
 			}
 		}
-		u.Key = boundTypes(u.Key, dc)
+		u.Key = boundTypes(u.Key, dc.columns[d.OID])
 	}
 	return u, nil
 }
@@ -422,78 +589,21 @@ type Estimate struct {
 	Bytes int64 // on-disk size of the table (and its partitions), TOAST included
 }
 
-// estimate reads catalog statistics for t (summed over its partitions), or
-// counts its rows when exact is set.
-func estimate(ctx context.Context, q Querier, t Table, exact bool) (Estimate, error) {
-	var e Estimate
-	err := q.QueryRow(ctx, `
-		SELECT CASE WHEN bool_or(c.reltuples < 0) THEN -1 ELSE sum(c.reltuples)::bigint END,
-		       COALESCE(sum(pg_catalog.pg_table_size(c.oid)), 0)::bigint
-		FROM pg_catalog.pg_class c
-		WHERE (c.oid = $1 AND c.relkind = 'r')
-		   OR c.oid IN (SELECT relid FROM pg_catalog.pg_partition_tree($1::oid::regclass) WHERE isleaf)`, t.OID).Scan(&e.Rows, &e.Bytes)
-	if err != nil || !exact {
-		return e, err
-	}
-	e.Exact = true
-	err = q.QueryRow(ctx, "SELECT pg_catalog.count(*) FROM "+t.String()).Scan(&e.Rows)
-	return e, err
-}
-
-// destinationExtras lists what slows or changes rows on their way into the
-// destination table: its user triggers and its own foreign keys.
-func destinationExtras(ctx context.Context, q Querier, t Table) (triggers, fks []string, err error) {
-	rows, err := q.Query(ctx, `
-		SELECT 'trigger', tgname::text FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND NOT tgisinternal
-		UNION ALL
-		SELECT 'fk', conname || ' -> ' || confrelid::regclass::text FROM pg_catalog.pg_constraint WHERE conrelid = $1 AND contype = 'f'
-		ORDER BY 1, 2`, t.OID)
-	if err != nil {
-		return nil, nil, err
-	}
-	var kind, name string
-	_, err = pgx.ForEachRow(rows, []any{&kind, &name}, func() error {
-		if kind == "trigger" {
-			triggers = append(triggers, name)
-		} else {
-			fks = append(fks, name)
-		}
-		return nil
-	})
-	return triggers, fks, err
-}
-
 // checkPrivileges fails early, naming the side, the role and what is
 // missing, where the run would fail after taking locks.
-func checkPrivileges(ctx context.Context, src, dst Querier, s, d Table, o Options) error {
-	if err := checkPrivilege(ctx, src, "source", s, o); err != nil {
-		return err
-	}
-	return checkPrivilege(ctx, dst, "destination", d, o)
-}
-
-// checkPrivilege checks one side's privileges on its table.
-func checkPrivilege(ctx context.Context, q Querier, side string, t Table, o Options) error {
-	var role string
-	var read, lock, load bool
-	err := q.QueryRow(ctx, `SELECT current_user::text,
-	       has_table_privilege($1::oid, 'SELECT'),
-	       has_table_privilege($1::oid, 'UPDATE') OR has_table_privilege($1::oid, 'DELETE') OR has_table_privilege($1::oid, 'TRUNCATE'),
-	       has_table_privilege($1::oid, 'INSERT') AND has_table_privilege($1::oid, 'TRUNCATE')`, t.OID).Scan(&role, &read, &lock, &load)
-	if err != nil {
-		return fmt.Errorf("%s: privileges on %s: %w", side, t, err)
-	}
+func checkPrivileges(side string, t Table, c *catalog, o Options) error {
+	p := c.privileges[t.OID]
 	var missing string
 	switch {
-	case !read:
+	case !p.read:
 		missing = "the SELECT privilege"
-	case o.Copy && side == "destination" && !load:
+	case o.Copy && side == "destination" && !p.load:
 		missing = "the INSERT and TRUNCATE privileges (the copy replaces its rows)"
-	case o.Lock && !lock:
+	case o.Lock && !p.lock:
 		missing = "the UPDATE, DELETE or TRUNCATE privilege, which PostgreSQL requires for an EXCLUSIVE lock (lockstep never writes with it)"
 	}
 	if missing != "" {
-		return &SchemaError{Side: side, Table: t.String(), Why: fmt.Sprintf("role %s lacks %s", role, missing)}
+		return &SchemaError{Side: side, Table: t.String(), Why: fmt.Sprintf("role %s lacks %s", c.role, missing)}
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -48,30 +49,39 @@ func (e *RowSecurityError) Error() string {
 	return b.String()
 }
 
-// checkRowSecurity fails when row-level security applies to t for the
-// current role: PostgreSQL's own rule (row_security_active: the table has
-// row security, and the role is neither a superuser, nor BYPASSRLS, nor its
-// owner unless the table forces row security on its owner).
-func checkRowSecurity(ctx context.Context, q Querier, side string, t Table) error {
-	var role string
-	var active, owner bool
-	var policy *string
-	err := q.QueryRow(ctx, `
-		SELECT current_user::text, pg_catalog.row_security_active(c.oid),
-		       pg_catalog.pg_has_role(c.relowner, 'USAGE'),
-		       (SELECT p.polname::text FROM pg_catalog.pg_policy p WHERE p.polrelid = c.oid ORDER BY p.polname LIMIT 1)
-		FROM pg_catalog.pg_class c WHERE c.oid = $1`, t.OID).Scan(&role, &active, &owner, &policy)
+// rowSecurityOf finds the tables whose row-level security applies to the
+// current role, by PostgreSQL's own rule (row_security_active: the table
+// has row security, and the role is neither a superuser, nor BYPASSRLS, nor
+// its owner unless the table forces row security on its owner), and returns
+// for each the error that says what the role needs.
+func rowSecurityOf(ctx context.Context, q Querier, side string, ts []Table) (map[uint32]error, error) {
+	rows, err := q.Query(ctx, `
+		SELECT c.oid, current_user::text, pg_catalog.pg_has_role(c.relowner, 'USAGE'),
+		       (SELECT min(p.polname::text) FROM pg_catalog.pg_policy p WHERE p.polrelid = c.oid)
+		FROM unnest($1::oid[]) AS u(oid)
+		JOIN pg_catalog.pg_class c ON c.oid = u.oid
+		WHERE c.relrowsecurity AND pg_catalog.row_security_active(c.oid)`, oidsOf(ts))
 	if err != nil {
-		return fmt.Errorf("%s: row-level security of %s: %w", side, t, err)
+		return nil, err
 	}
-	if !active {
+	byOID := make(map[uint32]Table, len(ts))
+	for _, t := range ts {
+		byOID[t.OID] = t
+	}
+	out := map[uint32]error{}
+	var rel uint32
+	var role string
+	var owner bool
+	var policy *string
+	_, err = pgx.ForEachRow(rows, []any{&rel, &role, &owner, &policy}, func() error {
+		e := &RowSecurityError{Side: side, Table: byOID[rel].String(), Role: role, Forced: owner}
+		if policy != nil {
+			e.Policy = *policy
+		}
+		out[rel] = e
 		return nil
-	}
-	e := &RowSecurityError{Side: side, Table: t.String(), Role: role, Forced: owner}
-	if policy != nil {
-		e.Policy = *policy
-	}
-	return e
+	})
+	return out, err
 }
 
 // RowSecurityRefusal turns the server's refusal to read or write t under

@@ -31,6 +31,9 @@
 #     LOCKSTEP_BIN=PATH  use this binary instead of building one
 #     WARMUP=0         skip the untimed warm-up copy before the timed runs
 #     PGSERVER_FSYNC=on  (default; off only for experiments)
+#     MANY="2048 8192"  afterwards, scripts/bench-many.sh with these partition
+#                      counts (plan time, copy time against the pipeline,
+#                      writes blocked); MANY= skips it
 #
 # Servers: fsync on, PostgreSQL defaults except max_wal_size=4GB and
 # checkpoint_timeout=30min.
@@ -321,3 +324,11 @@ REPORT="$OUT/results.txt"
 echo
 echo "logs (lockstep per-unit lines with writes-blocked/copy/verify times): $OUT/{c,d,e}-run*.log"
 echo "results: $REPORT (per-run times: $OUT/runs.csv)"
+
+MANY=${MANY-2048 8192}
+if [[ -n "$MANY" ]]; then
+    pg_stop source
+    pg_stop dest
+    say "one table in thousands of partitions: scripts/bench-many.sh (MANY=\"$MANY\")"
+    MANY="$MANY" LOCKSTEP_BIN="$BIN" BENCH_OUT="$OUT/many" bash "$ROOT/scripts/bench-many.sh"
+fi

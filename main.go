@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -44,7 +45,16 @@ const exitCodesHelp = `EXIT CODES:
 
 const defaultProgressInterval = 30 * time.Second
 
+// memoryLimit is the heap size lockstep asks Go's garbage collector to stay
+// under (a soft limit, GOMEMLIMIT overrides it): at tens of thousands of
+// units the collector then works a little harder instead of letting the
+// heap double, and the process stays under 64 MB.
+const memoryLimit = 40 << 20
+
 func main() {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(memoryLimit)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	os.Exit(run(ctx, os.Args, os.Stdin, os.Stdout, os.Stderr))
@@ -321,9 +331,7 @@ func runPlan(ctx context.Context, opts copy.Options, format string, out, errOut 
 	meter.end()
 	if p != nil {
 		if format == "json" {
-			enc := json.NewEncoder(out)
-			enc.SetIndent("", "  ")
-			enc.Encode(p)
+			p.WriteJSON(out)
 		} else {
 			p.WriteText(out)
 		}

@@ -28,7 +28,7 @@ type output struct {
 	interval    time.Duration
 	secrets     []string
 	line        func(copy.Result) string // a finished unit's line
-	results     []copy.Result            // finished units, in order of finishing
+	results     []copy.Result            // finished units with repair SQL, in order of finishing
 
 	mu       sync.Mutex
 	plan     *copy.Plan
@@ -93,7 +93,7 @@ func (o *output) status() string {
 	el := time.Since(o.started)
 	rate := float64(copied) / 1e6 / max(el.Seconds(), 0.001)
 	return fmt.Sprintf("progress: %d/%d units done, %.1f of ~%.1f MB, %.1f MB/s, %s elapsed; in flight: %s",
-		o.done, len(o.plan.Units), float64(copied)/1e6, float64(o.total)/1e6, rate, el.Round(time.Second), o.flightList())
+		o.done, o.plan.Len(), float64(copied)/1e6, float64(o.total)/1e6, rate, el.Round(time.Second), o.flightList())
 }
 
 func (o *output) flightList() string {
@@ -125,14 +125,16 @@ func (o *output) unitDone(r copy.Result) {
 	delete(o.inFlight, r.Unit)
 	o.done++
 	// Replace the unit's estimate with what it really streamed.
-	o.total += r.Bytes - o.plan.EstimatedBytes(r.Unit)
+	o.total += r.Bytes - r.EstBytes
 	o.total = max(o.total, o.copied.Load(), 1)
 	if o.bar != nil {
 		o.bar.ChangeMax64(o.total)
 		o.bar.Describe("in flight: " + o.flightList())
 		o.bar.Clear()
 	}
-	o.results = append(o.results, r)
+	if r.RepairSQL != "" {
+		o.results = append(o.results, r)
+	}
 	if !o.quiet || r.Status != copy.StatusOK {
 		fmt.Fprintln(o.out, copy.Redact(o.line(r), o.secrets...))
 	}

@@ -1,7 +1,9 @@
 package copy
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -11,15 +13,15 @@ import (
 	"lockstep/partition"
 )
 
-// Plan is what a run would do, decided before anything is locked.
+// Plan is what a run would do, decided before anything is locked. Its
+// units are described on demand (Planned), so that a plan of tens of
+// thousands of units holds each unit's facts once.
 type Plan struct {
-	Units  []PlannedUnit `json:"units"`
-	Totals PlanTotals    `json:"totals"`
+	Totals PlanTotals
 
-	units     []partition.Unit
-	opts      *Options
-	estimates map[string]int64 // by unit name, built on first use
-	src, dst  *side
+	units    []partition.Unit
+	opts     *Options
+	src, dst *side
 }
 
 // PlannedUnit is one unit of a plan.
@@ -83,23 +85,11 @@ func MakePlan(ctx context.Context, opts Options) (*Plan, error) {
 	p := &Plan{units: units, opts: &opts, src: src, dst: dst, Totals: PlanTotals{Units: len(units), AssumeMBps: opts.AssumeMBps,
 		MaxLockQueue: opts.sourceLockTimeout()}}
 	var refused []string
-	for _, u := range units {
-		pu := PlannedUnit{
-			Unit: u.Name(), Source: u.Source.String(), Dest: u.Dest.String(),
-			EstRows: u.Estimate.Rows, RowsCounted: u.Estimate.Exact, EstBytes: u.Estimate.Bytes,
-			Format: u.Format(), FormatWhy: u.FormatWhy, Freeze: u.Freeze, Columns: u.Columns, Skipped: u.Skipped,
-			DestTriggers: u.DestTriggers, DestForeignKeys: u.DestForeignKeys,
-			Locks:      []string{"destination: ACCESS EXCLUSIVE on " + u.Dest.String(), "source: EXCLUSIVE on " + u.Source.String()},
-			WriteBlock: time.Duration(float64(u.Estimate.Bytes) / (opts.AssumeMBps * 1e6) * float64(time.Second)),
-		}
-		if u.DestOnly {
-			pu.Source, pu.Locks, pu.WriteBlock = "", []string{"destination: EXCLUSIVE on " + u.Dest.String() + " (verify --lock)"}, 0
-		}
-		if opts.MaxWriteBlock > 0 && pu.WriteBlock > opts.MaxWriteBlock {
-			pu.Refused = true
+	for i := range units {
+		pu := p.Planned(i)
+		if pu.Refused {
 			refused = append(refused, fmt.Sprintf("%s (%s)", pu.Unit, pu.WriteBlock.Round(100*time.Millisecond)))
 		}
-		p.Units = append(p.Units, pu)
 		if pu.EstRows > 0 {
 			p.Totals.EstRows += pu.EstRows
 		}
@@ -115,6 +105,51 @@ func MakePlan(ctx context.Context, opts Options) (*Plan, error) {
 	return p, nil
 }
 
+// Len is the number of units in the plan.
+func (p *Plan) Len() int { return len(p.units) }
+
+// Planned describes unit i of the plan.
+func (p *Plan) Planned(i int) PlannedUnit {
+	u, opts := &p.units[i], p.opts
+	pu := PlannedUnit{
+		Unit: u.Name(), Source: u.Source.String(), Dest: u.Dest.String(),
+		EstRows: u.Estimate.Rows, RowsCounted: u.Estimate.Exact, EstBytes: u.Estimate.Bytes,
+		Format: u.Format(), FormatWhy: u.FormatWhy, Freeze: u.Freeze, Columns: u.Columns, Skipped: u.Skipped,
+		DestTriggers: u.DestTriggers, DestForeignKeys: u.DestForeignKeys,
+		Locks:      []string{"destination: ACCESS EXCLUSIVE on " + u.Dest.String(), "source: EXCLUSIVE on " + u.Source.String()},
+		WriteBlock: time.Duration(float64(u.Estimate.Bytes) / (opts.AssumeMBps * 1e6) * float64(time.Second)),
+	}
+	if u.DestOnly {
+		pu.Source, pu.Locks, pu.WriteBlock = "", []string{"destination: EXCLUSIVE on " + u.Dest.String() + " (verify --lock)"}, 0
+	}
+	pu.Refused = opts.MaxWriteBlock > 0 && pu.WriteBlock > opts.MaxWriteBlock
+	return pu
+}
+
+// WriteJSON writes the plan as one JSON object, {"units": [...],
+// "totals": {...}}, a unit at a time.
+func (p *Plan) WriteJSON(w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	enc := json.NewEncoder(bw)
+	enc.SetIndent("  ", "  ")
+	bw.WriteString("{\n  \"units\": [")
+	for i := range p.units {
+		if i > 0 {
+			bw.WriteString(",")
+		}
+		bw.WriteString("\n  ")
+		if err := enc.Encode(p.Planned(i)); err != nil {
+			return err
+		}
+	}
+	bw.WriteString("  ],\n  \"totals\": ")
+	if err := enc.Encode(p.Totals); err != nil {
+		return err
+	}
+	bw.WriteString("}\n")
+	return bw.Flush()
+}
+
 // Execute copies the plan's units; see Run.
 func (p *Plan) Execute(ctx context.Context) (*Report, error) {
 	return execute(ctx, p.opts, p.src, p.dst, p.units, (*worker).attempt)
@@ -127,7 +162,8 @@ func mb(b int64) string { return fmt.Sprintf("%.1f", float64(b)/1e6) }
 func (p *Plan) WriteText(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "UNIT\tEST ROWS\tEST MB\tFORMAT\tFREEZE\tWRITES BLOCKED (PREDICTED)\t")
-	for _, u := range p.Units {
+	for i := range p.units {
+		u := p.Planned(i)
 		rows := fmt.Sprint(u.EstRows)
 		switch {
 		case u.EstRows < 0:
@@ -144,7 +180,8 @@ func (p *Plan) WriteText(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	for _, u := range p.Units {
+	for i := range p.units {
+		u := p.Planned(i)
 		fmt.Fprintf(w, "\n%s\n  locks: %s\n  format: %s (%s)\n", u.Unit, strings.Join(u.Locks, "; "), u.Format, u.FormatWhy)
 		if len(u.Skipped) > 0 {
 			fmt.Fprintf(w, "  columns skipped: %s\n", strings.Join(u.Skipped, ", "))
@@ -169,15 +206,4 @@ func (p *Plan) WriteText(w io.Writer) error {
 func (p *Plan) WithCallbacks(start func(unit string), done func(Result), bytes func(n int64)) *Plan {
 	p.opts.OnStart, p.opts.OnUnit, p.opts.OnBytes = start, done, bytes
 	return p
-}
-
-// EstimatedBytes is the plan's size estimate of one unit.
-func (p *Plan) EstimatedBytes(unit string) int64 {
-	if p.estimates == nil {
-		p.estimates = make(map[string]int64, len(p.Units))
-		for _, u := range p.Units {
-			p.estimates[u.Unit] = u.EstBytes
-		}
-	}
-	return p.estimates[unit]
 }

@@ -33,6 +33,7 @@ type Result struct {
 	Format       string        `json:"format"`
 	Freeze       bool          `json:"freeze"`
 	Attempts     int           `json:"attempts"`
+	EstBytes     int64         `json:"estimated_bytes"` // the plan's estimate
 	DestLockWait time.Duration `json:"dest_lock_wait_ns"`
 	// SourceLockWait is the time the source LOCK spent queued, summed over
 	// attempts; SourceLockHeld runs from its grant to its release.

@@ -120,7 +120,7 @@ func execute(ctx context.Context, opts *Options, src, dst *side, units []partiti
 	g.SetLimit(opts.Jobs)
 	var failed atomic.Bool // with FailFast: start nothing more
 	for i, u := range units {
-		rep.Units[i] = Result{Unit: u.Name(), Format: u.Format(), Freeze: u.Freeze, Status: StatusNotStarted}
+		rep.Units[i] = Result{Unit: u.Name(), Format: u.Format(), Freeze: u.Freeze, Status: StatusNotStarted, EstBytes: u.Estimate.Bytes}
 		if ctx.Err() != nil || failed.Load() {
 			continue
 		}

@@ -248,7 +248,7 @@ CREATE FUNCTION filler_f(int) RETURNS int LANGUAGE sql AS 'SELECT 1';`+objects)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u := p.Units[2]; u.Unit != `"public"."refs"` || u.Format != "text" ||
+	if u := p.Planned(2); u.Unit != `"public"."refs"` || u.Format != "text" ||
 		!strings.Contains(u.FormatWhy, `column "c" has type regclass, whose values are object OIDs`) {
 		t.Errorf("refs: format %s (%s), want text because of the regclass column", u.Format, u.FormatWhy)
 	}

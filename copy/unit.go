@@ -67,7 +67,7 @@ type attemptFunc func(w *worker, ctx context.Context, u partition.Unit, res *Res
 
 // run does one unit, retrying after lock timeouts with backoff.
 func (w *worker) run(ctx context.Context, u partition.Unit, attempt attemptFunc) Result {
-	res := Result{Unit: u.Name(), Format: u.Format(), Freeze: u.Freeze}
+	res := Result{Unit: u.Name(), Format: u.Format(), Freeze: u.Freeze, EstBytes: u.Estimate.Bytes}
 	log := w.opts.Logger.With("unit", u.Name())
 	for {
 		res.Attempts++

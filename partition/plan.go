@@ -429,6 +429,7 @@ func matchLeaves(d Table, sl, dl []Table) (pairs []tablePair, extra []Table, err
 		case l.Bound != m.Bound:
 			differ = append(differ, fmt.Sprintf("%s is %s on the source but %s on the destination", l, l.Bound, m.Bound))
 		default:
+			l.Bound, m.Bound = "", "" // matched: not needed again
 			pairs = append(pairs, tablePair{s: l, d: m})
 		}
 	}

@@ -16,11 +16,12 @@ import (
 // side is one server: its parsed configuration and the name used in
 // messages.
 type side struct {
-	name string // "source" or "destination"
-	cfg  *pgx.ConnConfig
+	name  string // "source" or "destination"
+	cfg   *pgx.ConnConfig
+	stall time.Duration // Options.StallTimeout
 }
 
-func parseSide(name, dsn string) (*side, error) {
+func parseSide(name, dsn string, stall time.Duration) (*side, error) {
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("%s: invalid connection string: %w", name, err)
@@ -28,20 +29,29 @@ func parseSide(name, dsn string) (*side, error) {
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = DefaultConnect
 	}
+	cfg.DialFunc = dialFunc(cfg.ConnectTimeout, stall)
 	// Rows travel and are hashed as UTF8 whatever each server's encoding;
 	// the servers convert. A connection string cannot change this.
 	cfg.RuntimeParams["client_encoding"] = "UTF8"
 	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
 		cfg.RuntimeParams["application_name"] = "lockstep"
 	}
-	return &side{name: name, cfg: cfg}, nil
+	return &side{name: name, cfg: cfg, stall: stall}, nil
 }
 
-// connect opens a connection, naming the side and the server in errors.
+// connect opens a connection, naming the side and the server in errors,
+// and sets the session up so that the server notices when lockstep
+// vanishes or stops talking (see setupSQL).
 func (s *side) connect(ctx context.Context) (*pgx.Conn, error) {
 	conn, err := pgx.ConnectConfig(ctx, s.cfg.Copy())
 	if err != nil {
 		return nil, fmt.Errorf("%s: cannot connect to %s: %w", s.name, s.where(), unwrapConnect(err))
+	}
+	sctx, cancel := bounded(ctx, s.name, "to the session setup", s.stall)
+	defer cancel()
+	if err := stalled(sctx, exec(sctx, conn, setupSQL(s.stall, serverVersion(conn)))); err != nil {
+		closeConn(ctx, conn)
+		return nil, fmt.Errorf("%s: set up the session on %s: %w", s.name, s.where(), err)
 	}
 	return conn, nil
 }

@@ -12,6 +12,11 @@
 // outcome is unknown is re-checked from a new connection while the source
 // lock is still held.
 //
+// No server is awaited silently for long, and no server holds a lock long
+// for a lockstep that is gone: stalls end the unit, idle transactions get
+// heartbeats, and each session carries keepalives and an idle timeout, all
+// derived from one stall timeout (liveness.go).
+//
 // Units run on workers, each with its own source and destination
 // connection; a connection that saw a failed or cancelled statement is
 // discarded.

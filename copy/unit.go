@@ -113,17 +113,36 @@ func (w *worker) conn(sd *side) (*pgx.Conn, int) {
 
 // begin opens the unit's transaction on one side with the pinned session
 // settings and, unless mode is empty, locks t there before anything else.
-// It returns how long the lock was awaited.
+// It returns how long the lock was awaited. A server silent for the stall
+// timeout (beyond --lock-timeout, for the lock) ends it with a *StallError.
 func (w *worker) begin(ctx context.Context, sd *side, t partition.Table, begin string, mode lock.Mode) (time.Duration, error) {
 	conn, ver := w.conn(sd)
-	if err := exec(ctx, conn, begin+"; "+sessionSQL(ver)); err != nil {
-		return 0, fmt.Errorf("%s: begin: %w", sd.name, err)
+	if err := w.step(ctx, sd, conn, "BEGIN", begin+"; "+sessionSQL(ver)); err != nil {
+		return 0, err
 	}
 	if mode == "" {
 		return 0, nil
 	}
-	return lock.Acquire(ctx, conn, lock.Request{Side: sd.name, Table: t.Ident(), Only: !t.Partitioned(), Mode: mode,
+	lctx, cancel := bounded(ctx, sd.name, "to LOCK TABLE "+t.String()+" (beyond --lock-timeout)", w.opts.LockTimeout+w.opts.StallTimeout)
+	defer cancel()
+	wait, err := lock.Acquire(lctx, conn, lock.Request{Side: sd.name, Table: t.Ident(), Only: !t.Partitioned(), Mode: mode,
 		Timeout: w.opts.LockTimeout, Watch: sd.connect})
+	return wait, stalled(lctx, err)
+}
+
+// step runs a short statement on one side; a server that does not answer
+// within the stall timeout ends it with a *StallError.
+func (w *worker) step(ctx context.Context, sd *side, conn *pgx.Conn, what, sql string) error {
+	sctx, cancel := bounded(ctx, sd.name, "to "+what, w.opts.StallTimeout)
+	defer cancel()
+	err := exec(sctx, conn, sql)
+	if se := stalled(sctx, err); se != err {
+		return se
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %s: %w", sd.name, what, err)
+	}
+	return nil
 }
 
 // attempt is one pass of the unit protocol.
@@ -133,7 +152,11 @@ func (w *worker) attempt(ctx context.Context, u partition.Unit, res *Result) (er
 	}
 	poisoned := false
 	done := false
+	// hb keeps the source's transaction alive while it idles; it owns the
+	// source connection until stopped.
+	var hb *heartbeat
 	defer func() {
+		hb.stop()
 		if !done {
 			w.abort(ctx, poisoned || ctx.Err() != nil)
 		}
@@ -144,8 +167,18 @@ func (w *worker) attempt(ctx context.Context, u partition.Unit, res *Result) (er
 		return err
 	}
 	// 2. Source: lock before any query, so the snapshot (taken by the first
-	// query, the COPY) sees every write committed before the lock.
-	if res.SourceLockWait, err = w.begin(ctx, w.src, u.Source, beginSnapshot, lock.Exclusive); err != nil {
+	// query, the COPY) sees every write committed before the lock. The
+	// destination idles meanwhile, up to --lock-timeout: its heartbeat
+	// gives up the wait as soon as the destination is lost.
+	lctx, lost := context.WithCancelCause(ctx)
+	dhb := w.startHeartbeat(ctx, w.dst, w.dstConn, lost)
+	res.SourceLockWait, err = w.begin(lctx, w.src, u.Source, beginSnapshot, lock.Exclusive)
+	herr := dhb.stop()
+	lost(nil)
+	if herr != nil {
+		return herr
+	}
+	if err != nil {
 		return err
 	}
 	locked := time.Now()
@@ -168,13 +201,16 @@ func (w *worker) attempt(ctx context.Context, u partition.Unit, res *Result) (er
 	}
 
 	// 3. Replace.
-	if err := exec(bctx, w.dstConn, truncateSQL(u.Dest)); err != nil {
-		return overrun(fmt.Errorf("destination: truncate %s: %w", u.Dest, err))
+	if err := w.step(bctx, w.dst, w.dstConn, "TRUNCATE "+u.Dest.String(), truncateSQL(u.Dest)); err != nil {
+		return overrun(err)
 	}
 
-	// 4. Stream.
+	// 4. Stream. Once the source has sent everything it idles until its
+	// commit, under a heartbeat that cancels vctx if the source is lost.
+	vctx, sourceLost := context.WithCancelCause(bctx)
+	defer sourceLost(nil)
 	start := time.Now()
-	srcSum, loaded, err := w.stream(bctx, u, res)
+	srcSum, loaded, err := w.stream(bctx, u, res, &hb, sourceLost)
 	res.Copy = time.Since(start)
 	if err != nil {
 		poisoned = true
@@ -184,11 +220,14 @@ func (w *worker) attempt(ctx context.Context, u partition.Unit, res *Result) (er
 
 	// 5. Verify inside both transactions.
 	start = time.Now()
-	dstSum, err := w.readBack(bctx, w.dstConn, u, loaded)
+	dstSum, err := w.readBack(vctx, w.dstConn, u, loaded)
 	res.Verify = time.Since(start)
 	if err != nil {
 		poisoned = true
-		return overrun(err)
+		if vctx.Err() != nil && bctx.Err() == nil {
+			err = context.Cause(vctx)
+		}
+		return fmt.Errorf("%w; rolled back", overrun(err))
 	}
 	if err := overrun(nil); err != nil {
 		return err
@@ -202,17 +241,28 @@ func (w *worker) attempt(ctx context.Context, u partition.Unit, res *Result) (er
 	if w.opts.Verify == verify.Checksum {
 		res.Checksum = srcSum.Checksum()
 	}
+	if err := hb.stop(); err != nil {
+		hb = nil
+		return fmt.Errorf("%w; rolled back", err)
+	}
+	hb = nil
 
 	// 6. One commit point: the destination, then the source. From here a
 	// cancellation must not cut the commit point in two: both commits and
-	// any re-check run to their end, under their own timeout.
+	// any re-check run to their end, under their own timeout, and the
+	// source's heartbeat with them.
 	var xid int64
-	if err := w.dstConn.QueryRow(ctx, "SELECT pg_catalog.txid_current()").Scan(&xid); err != nil {
+	xctx, cancel := bounded(ctx, w.dst.name, "to txid_current()", w.opts.StallTimeout)
+	err = w.dstConn.QueryRow(xctx, "SELECT pg_catalog.txid_current()").Scan(&xid)
+	err = stalled(xctx, err)
+	cancel()
+	if err != nil {
 		poisoned = true
 		return fmt.Errorf("destination: %w", err)
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
 	defer cancel()
+	hb = w.startHeartbeat(cctx, w.src, w.srcConn, nil)
 	if err := commit(cctx, w.dstConn); err != nil {
 		if !uncertain(err) {
 			return fmt.Errorf("destination: commit: %w", err)
@@ -230,7 +280,11 @@ func (w *worker) attempt(ctx context.Context, u partition.Unit, res *Result) (er
 			"unit", u.Name(), "xid", xid, "error", err)
 	}
 	done = true
-	if err := commit(cctx, w.srcConn); err != nil {
+	herr = hb.stop()
+	hb = nil
+	sctx, cancel := bounded(cctx, w.src.name, "to COMMIT", w.opts.StallTimeout)
+	defer cancel()
+	if err := errors.Join(herr, commit(sctx, w.srcConn)); err != nil {
 		// The source transaction was read-only: nothing to lose. The
 		// server releases the lock when the session ends.
 		w.opts.Logger.Warn("source commit failed after the destination committed; discarding the connection",
@@ -286,21 +340,36 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 }
 
 // stream relays the source's COPY TO into the destination's COPY FROM and
-// returns the source's figures and the rows the destination loaded.
-func (w *worker) stream(ctx context.Context, u partition.Unit, res *Result) (verify.Sum, int64, error) {
+// returns the source's figures and the rows the destination loaded. A
+// stream that moves no bytes for the stall timeout is cancelled with a
+// *StallError naming the side it waited on. When the source has sent
+// everything, stream starts its heartbeat (*hb, reporting a loss to
+// onLost): the source idles from then on, while the destination finishes
+// (its foreign-key checks and deferred work may take long) and is read
+// back. On failure the heartbeat is stopped again.
+func (w *worker) stream(ctx context.Context, u partition.Unit, res *Result, hb **heartbeat, onLost func(error)) (verify.Sum, int64, error) {
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	prog := &progress{}
+	stopWatch := prog.watch(w.opts.StallTimeout, "streaming "+u.Name(), w.src.name, w.dst.name, cancel)
 	hash := verify.NewStream(u.Binary, w.opts.Verify == verify.Checksum)
 	pr, pw := io.Pipe()
-	var sink io.Writer = pw
+	var sink io.Writer = &handoff{p: prog, out: pw}
 	if w.opts.OnBytes != nil {
-		sink = &progressWriter{out: pw, onBytes: w.opts.OnBytes}
+		sink = &progressWriter{out: sink, onBytes: w.opts.OnBytes}
 	}
 	buf := bufio.NewWriterSize(sink, copyBuffer)
-	out := &hashingWriter{hash: hash, out: buf}
+	out := &hashingWriter{hash: hash, out: &counter{p: prog, out: buf}}
+	var started *heartbeat
 	srcDone := make(chan error, 1)
 	go func() {
-		_, err := w.srcConn.PgConn().CopyTo(ctx, out, copyOutSQL(u.Source, u.Columns, u.Binary))
+		_, err := w.srcConn.PgConn().CopyTo(sctx, out, copyOutSQL(u.Source, u.Columns, u.Binary))
 		if err == nil {
 			err = buf.Flush()
+		}
+		if err == nil {
+			prog.ended.Store(true)
+			started = w.startHeartbeat(ctx, w.src, w.srcConn, onLost)
 		}
 		if err != nil && !errors.Is(err, io.ErrClosedPipe) {
 			err = fmt.Errorf("source: copy out of %s: %w", u.Source, err)
@@ -308,10 +377,18 @@ func (w *worker) stream(ctx context.Context, u partition.Unit, res *Result) (ver
 		pw.CloseWithError(err) // nil: the reader sees EOF
 		srcDone <- err
 	}()
-	tag, dstErr := w.dstConn.PgConn().CopyFrom(ctx, pr, copyInSQL(u.Dest, u.Columns, u.Binary, u.Freeze))
+	tag, dstErr := w.dstConn.PgConn().CopyFrom(sctx, pr, copyInSQL(u.Dest, u.Columns, u.Binary, u.Freeze))
 	pr.Close() // a writer still blocked in the pipe returns at once
 	srcErr := <-srcDone
+	stopWatch()
 	res.Bytes = hash.Bytes()
+	if srcErr != nil || dstErr != nil {
+		started.stop()
+		var se *StallError
+		if errors.As(context.Cause(sctx), &se) && ctx.Err() == nil {
+			return verify.Sum{}, 0, se
+		}
+	}
 	switch {
 	case srcErr != nil && !errors.Is(srcErr, io.ErrClosedPipe):
 		return verify.Sum{}, 0, srcErr
@@ -320,6 +397,7 @@ func (w *worker) stream(ctx context.Context, u partition.Unit, res *Result) (ver
 	case srcErr != nil:
 		return verify.Sum{}, 0, srcErr
 	}
+	*hb = started
 	sum, err := hash.Sum()
 	if err != nil {
 		return sum, 0, fmt.Errorf("source: copy out of %s: %w", u.Source, err)
@@ -333,11 +411,11 @@ func (w *worker) readBack(ctx context.Context, conn *pgx.Conn, u partition.Unit,
 	if w.opts.Verify == verify.None {
 		return verify.Sum{Rows: loaded}, nil
 	}
-	sum, err := figures(ctx, conn, u.Dest, u, w.opts.Verify)
-	if err != nil {
-		return sum, fmt.Errorf("destination: read back %s: %w", u.Dest, err)
+	sum, err := figures(ctx, conn, w.dst.name, u.Dest, u, w.opts.Verify, w.opts.StallTimeout)
+	if err != nil && !errors.As(err, new(*StallError)) {
+		err = fmt.Errorf("destination: read back %s: %w", u.Dest, err)
 	}
-	return sum, nil
+	return sum, err
 }
 
 // recheck decides an unknown destination commit exactly, from a new

@@ -23,7 +23,7 @@ import (
 //     silence, as behind a partition or a hung middlebox. Resume ends it.
 //   - Cut: every relayed connection is reset at once.
 //   - CutAfter, CutBefore: one connection is cut at a chosen client message,
-//     after or instead of forwarding it.
+//     after or instead of forwarding it; StallAt stalls at such a message.
 //
 // Stalls are seen truthfully by the client and the server processes, but
 // not by their kernels: the proxy's sockets still acknowledge data and
@@ -62,10 +62,18 @@ func IsQuery(sql string) func(Message) bool {
 }
 
 type rule struct {
-	match   func(Message) bool
-	forward bool          // forward the message and cut at the answer; else swallow it
-	fired   chan struct{} // closed once the connection is cut
+	match func(Message) bool
+	do    action
+	fired chan struct{} // closed once the rule has acted
 }
+
+type action int
+
+const (
+	cutAfter  action = iota // forward the message, cut at the answer
+	cutBefore               // drop the message, reset the client
+	stallAt                 // stall the proxy, holding the message back
+)
 
 // link is one relayed connection.
 type link struct {
@@ -155,7 +163,7 @@ func (p *Proxy) Cut() {
 // so that the server acted on it but the client never learns how. The
 // channel is closed once the connection is cut.
 func (p *Proxy) CutAfter(match func(Message) bool) <-chan struct{} {
-	return p.arm(&rule{match: match, forward: true, fired: make(chan struct{})})
+	return p.arm(&rule{match: match, do: cutAfter, fired: make(chan struct{})})
 }
 
 // CutBefore arms a one-shot rule for the next client message that match
@@ -164,7 +172,15 @@ func (p *Proxy) CutAfter(match func(Message) bool) <-chan struct{} {
 // closes it or the proxy is closed: the server session lives on as it was,
 // a transaction still open. The channel is closed once the client is cut.
 func (p *Proxy) CutBefore(match func(Message) bool) <-chan struct{} {
-	return p.arm(&rule{match: match, fired: make(chan struct{})})
+	return p.arm(&rule{match: match, do: cutBefore, fired: make(chan struct{})})
+}
+
+// StallAt arms a one-shot rule for the next client message that match
+// accepts: the proxy stalls (see Stall) before forwarding it, so the
+// message reaches the server only after Resume. The channel is closed once
+// the proxy stalled.
+func (p *Proxy) StallAt(match func(Message) bool) <-chan struct{} {
+	return p.arm(&rule{match: match, do: stallAt, fired: make(chan struct{})})
 }
 
 func (p *Proxy) arm(r *rule) <-chan struct{} {
@@ -306,13 +322,18 @@ func (p *Proxy) fromClient(l *link) {
 			}
 			startup = code == codeCancel
 		} else if rl := p.take(Message{Type: typ, Body: msg[5:]}); rl != nil {
-			if !rl.forward {
+			switch rl.do {
+			case cutBefore:
 				l.clientGone.Store(true)
 				reset(l.client)
 				close(rl.fired)
 				return
+			case cutAfter:
+				l.dropReply.Store(rl)
+			case stallAt:
+				p.Stall()
+				close(rl.fired)
 			}
-			l.dropReply.Store(rl)
 		}
 		if !p.wait(l) || !write(l.server, msg) {
 			return

@@ -276,3 +276,79 @@ func (l *textLines) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// StallAt holds the chosen message back until Resume.
+func TestProxyStallAtMessage(t *testing.T) {
+	t.Parallel()
+	direct, p := proxied(t)
+	conn := pgtest.Connect(t, p.DSN())
+	pid := conn.PgConn().PID()
+	fired := p.StallAt(pgtest.IsQuery("SELECT 'held back'"))
+	if got, err := conn.PgConn().Exec(ctxFor(t, 5*time.Second), "SELECT 'before'").ReadAll(); err != nil || len(got) != 1 {
+		t.Fatalf("a query the rule does not match: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := conn.PgConn().Exec(context.Background(), "SELECT 'held back'").ReadAll()
+		done <- err
+	}()
+	<-fired
+	time.Sleep(200 * time.Millisecond)
+	if got := pgtest.QueryString(t, direct, "SELECT query FROM pg_stat_activity WHERE pid = $1", int64(pid)); got != "SELECT 'before'" {
+		t.Fatalf("the server saw %q during the stall", got)
+	}
+	p.Resume()
+	if err := <-done; err != nil {
+		t.Fatalf("after Resume: %v", err)
+	}
+}
+
+// Across a cut partition the server hears nothing from its peer: its
+// keepalives fail and it ends the session, as behind a real network cut.
+func TestPartitionCut(t *testing.T) {
+	t.Parallel()
+	s := pgtest.NewServer(t)
+	part := pgtest.NewPartition(t, s)
+	direct := s.NewDB(t)
+	p := part.Proxy(t, direct)
+	conn := pgtest.Connect(t, p.DSN())
+	ctx := ctxFor(t, 30*time.Second)
+	var client string
+	if err := conn.QueryRow(ctx, "SELECT host(inet_client_addr())").Scan(&client); err != nil {
+		t.Fatal(err)
+	}
+	if client == "127.0.0.1" {
+		t.Fatal("the connection did not cross the link")
+	}
+	// Keepalives for a silent peer, a user timeout for one that does not
+	// acknowledge what was sent (such as the answer to this very SET).
+	if _, err := conn.Exec(ctx, "SET tcp_keepalives_idle = 1; SET tcp_keepalives_interval = 1; SET tcp_keepalives_count = 2; SET tcp_user_timeout = 2000"); err != nil {
+		t.Fatal(err)
+	}
+	pid := conn.PgConn().PID()
+	if err := part.Cut(); err != nil {
+		t.Fatal(err)
+	}
+	cut := time.Now()
+	qctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	if _, err := conn.Exec(qctx, "SELECT 1"); err == nil {
+		t.Fatal("a query crossed the cut link")
+	}
+	for backendState(t, direct, pid) != "" {
+		if time.Since(cut) > 10*time.Second {
+			t.Fatal("the server session outlived its keepalives behind the cut")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("server session ended %s after the cut", time.Since(cut).Round(10*time.Millisecond))
+	if time.Since(cut) < 2*time.Second {
+		t.Errorf("the session ended before its keepalives could have failed: the cut was not silent")
+	}
+	if err := part.Heal(); err != nil {
+		t.Fatal(err)
+	}
+	if got := pgtest.QueryString(t, p.DSN(), "SELECT 7"); got != "7" {
+		t.Fatalf("after Heal: %q", got)
+	}
+}

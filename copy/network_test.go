@@ -81,6 +81,12 @@ func within[T any](t *testing.T, ch <-chan T, d time.Duration, what string) T {
 	}
 }
 
+// slowTail makes the destination finish its COPY 1.5s after the last row,
+// as foreign-key checks would, while the source idles under its lock.
+const slowTail = `
+CREATE FUNCTION slow_tail() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(1.5); RETURN NULL; END $$;
+CREATE TRIGGER slow_tail AFTER INSERT ON big FOR EACH STATEMENT EXECUTE FUNCTION slow_tail();`
+
 // The destination finishes its COPY slowly (a statement trigger, as
 // foreign-key checks would) while the source idles under its lock; the
 // source's traffic is dropped at the first heartbeat. lockstep notices by
@@ -88,9 +94,7 @@ func within[T any](t *testing.T, ch <-chan T, d time.Duration, what string) T {
 // the silent session by its idle-in-transaction timeout.
 func TestSourceStalledWhileIdle(t *testing.T) {
 	t.Parallel()
-	f := newNetFixture(t, `
-CREATE FUNCTION slow_tail() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(1.5); RETURN NULL; END $$;
-CREATE TRIGGER slow_tail AFTER INSERT ON big FOR EACH STATEMENT EXECUTE FUNCTION slow_tail();`)
+	f := newNetFixture(t, slowTail)
 	stalled := f.sp.StallAt(pgtest.IsQuery("-- ping"))
 	done := start(testCtx(t), f.opts())
 	select {

@@ -241,11 +241,20 @@ func (w *worker) attempt(ctx context.Context, u partition.Unit, res *Result) (er
 	if w.opts.Verify == verify.Checksum {
 		res.Checksum = srcSum.Checksum()
 	}
-	if err := hb.stop(); err != nil {
-		hb = nil
-		return fmt.Errorf("%w; rolled back", err)
-	}
+	// The source session must still hold its lock now: if it died after
+	// the stream, writes to the source table may have resumed, and
+	// committing the destination would publish a copy they are missing.
+	// One round trip, right before the commit point, besides the
+	// heartbeat's.
+	err = hb.stop()
 	hb = nil
+	if err == nil {
+		err = w.ping(ctx, w.src, w.srcConn)
+	}
+	if err != nil {
+		poisoned = true
+		return fmt.Errorf("%w: the source lock may have been released and writes resumed, so the destination was rolled back", err)
+	}
 
 	// 6. One commit point: the destination, then the source. From here a
 	// cancellation must not cut the commit point in two: both commits and

@@ -106,7 +106,8 @@ func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 const connHelp = "Connection strings are libpq URLs or key=value strings; PGHOST, PGUSER, PGPASSWORD,\n" +
 	"~/.pgpass, sslmode and connect_timeout work as in libpq. A table name is written as SQL\n" +
 	"writes it: schema-qualified, double quotes where needed. A partitioned table is one unit\n" +
-	"per leaf partition; regexes are POSIX, matched by the source server against schema.table."
+	"per leaf partition; regexes are POSIX, matched by the source server against schema.table.\n" +
+	"Both servers must run PostgreSQL 12 or later."
 
 // selectionFlags choose the units and describe the plan; copy and plan share them.
 func selectionFlags() []cli.Flag {

@@ -95,6 +95,23 @@ func serverVersion(conn *pgx.Conn) int {
 	return m*10000 + minor*100
 }
 
+// minServerVersion is the oldest PostgreSQL lockstep runs against: the
+// catalog queries use pg_partition_tree and pg_partition_ancestors, and
+// the sessions set tcp_user_timeout (all 12+).
+const minServerVersion = 120000
+
+// checkVersion refuses a server older than minServerVersion.
+func checkVersion(sideName string, conn *pgx.Conn) error {
+	return versionError(sideName, serverVersion(conn), conn.PgConn().ParameterStatus("server_version"))
+}
+
+func versionError(sideName string, num int, text string) error {
+	if num >= minServerVersion {
+		return nil
+	}
+	return fmt.Errorf("%s: PostgreSQL %s is not supported: lockstep needs PostgreSQL 12 or later", sideName, text)
+}
+
 // exec runs statements with the simple protocol and checks the server ran
 // them.
 func exec(ctx context.Context, conn *pgx.Conn, sql string) error {
@@ -105,6 +122,9 @@ func exec(ctx context.Context, conn *pgx.Conn, sql string) error {
 // commit commits and fails unless the server reports COMMIT (a failed
 // transaction answers COMMIT with ROLLBACK).
 func commit(ctx context.Context, conn *pgx.Conn) error {
+	if conn.IsClosed() {
+		return errNotSent
+	}
 	res, err := conn.PgConn().Exec(ctx, "COMMIT").ReadAll()
 	if err != nil {
 		return err
@@ -118,9 +138,8 @@ func commit(ctx context.Context, conn *pgx.Conn) error {
 // errRolledBack: the server answered COMMIT with ROLLBACK. Certain.
 var errRolledBack = errors.New("the transaction had failed and was rolled back")
 
-// commitTimeout bounds the commit point (both commits and a re-check),
-// which runs on even after a cancellation.
-const commitTimeout = time.Minute
+// errNotSent: the connection was gone before COMMIT was sent. Certain.
+var errNotSent = errors.New("the connection was closed before COMMIT could be sent")
 
 // rollback ends conn's transaction, even when ctx is already cancelled.
 // It reports whether the connection is still fit for reuse.
@@ -145,8 +164,10 @@ func closeConn(ctx context.Context, conn *pgx.Conn) {
 
 // uncertain reports whether a failed COMMIT may nonetheless have committed:
 // the connection broke, or the backend died, before the outcome was known.
+// pgconn.SafeToRetry cannot decide it: a connection lost while the answer
+// was awaited comes back as "conn closed", which it deems safe to retry.
 func uncertain(err error) bool {
-	if errors.Is(err, errRolledBack) || pgconn.SafeToRetry(err) {
+	if errors.Is(err, errRolledBack) || errors.Is(err, errNotSent) {
 		return false // never sent, or answered: not committed
 	}
 	var pgErr *pgconn.PgError

@@ -64,6 +64,10 @@ type Options struct {
 
 	hashFunc string // row hash the servers share for the diff: md5, or sha256
 
+	// The commit point's timeouts (commitTimeout, recheckTimeout unless a
+	// test shortens them).
+	commitTimeout, recheckTimeout time.Duration
+
 	// OnStart and OnUnit, when set, are called as each unit starts and
 	// ends (from the unit's worker goroutine).
 	OnStart func(unit string)
@@ -101,6 +105,12 @@ func (o *Options) Validate() error {
 	}
 	if o.LockTimeout < time.Millisecond {
 		return fmt.Errorf("lock timeout %s: must be at least 1ms", o.LockTimeout)
+	}
+	if o.commitTimeout == 0 {
+		o.commitTimeout = commitTimeout
+	}
+	if o.recheckTimeout == 0 {
+		o.recheckTimeout = recheckTimeout
 	}
 	if o.StallTimeout == 0 {
 		o.StallTimeout = DefaultStallTimeout

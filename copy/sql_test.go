@@ -86,3 +86,25 @@ func TestRedact(t *testing.T) {
 		}
 	}
 }
+
+func TestVersionRefusedBelow12(t *testing.T) {
+	cases := []struct {
+		num  int
+		text string
+		ok   bool
+	}{
+		{110022, "11.22", false},
+		{96024, "9.6.24", false},
+		{120000, "12.0", true},
+		{150018, "15.18 (Debian 15.18-0+deb12u1)", true},
+	}
+	for _, c := range cases {
+		err := versionError("destination", c.num, c.text)
+		if (err == nil) != c.ok {
+			t.Errorf("%s: %v", c.text, err)
+		}
+		if err != nil && err.Error() != "destination: PostgreSQL "+c.text+" is not supported: lockstep needs PostgreSQL 12 or later" {
+			t.Errorf("message: %v", err)
+		}
+	}
+}

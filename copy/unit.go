@@ -256,54 +256,10 @@ func (w *worker) attempt(ctx context.Context, u partition.Unit, res *Result) (er
 		return fmt.Errorf("%w: the source lock may have been released and writes resumed, so the destination was rolled back", err)
 	}
 
-	// 6. One commit point: the destination, then the source. From here a
-	// cancellation must not cut the commit point in two: both commits and
-	// any re-check run to their end, under their own timeout, and the
-	// source's heartbeat with them.
-	var xid int64
-	xctx, cancel := bounded(ctx, w.dst.name, "to txid_current()", w.opts.StallTimeout)
-	err = w.dstConn.QueryRow(xctx, "SELECT pg_catalog.txid_current()").Scan(&xid)
-	err = stalled(xctx, err)
-	cancel()
-	if err != nil {
+	// 6. One commit point.
+	if done, err = w.commitPoint(ctx, u, res); err != nil {
 		poisoned = true
-		return fmt.Errorf("destination: %w", err)
-	}
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
-	defer cancel()
-	hb = w.startHeartbeat(cctx, w.src, w.srcConn, nil)
-	if err := commit(cctx, w.dstConn); err != nil {
-		if !uncertain(err) {
-			return fmt.Errorf("destination: commit: %w", err)
-		}
-		poisoned = true
-		res.Uncertain = true
-		committed, rerr := w.recheck(cctx, xid, w.dstConn.PgConn().PID())
-		switch {
-		case rerr != nil:
-			return fmt.Errorf("destination: commit outcome unknown (%v), and the re-check failed: %v; the destination may hold the copy: verify it", err, rerr)
-		case !committed:
-			return fmt.Errorf("destination: commit failed (%v); re-check: transaction %d aborted, the destination is as before", err, xid)
-		}
-		w.opts.Logger.Warn("destination commit outcome was unknown; re-check shows it committed",
-			"unit", u.Name(), "xid", xid, "error", err)
-	}
-	done = true
-	herr = hb.stop()
-	hb = nil
-	sctx, cancel := bounded(cctx, w.src.name, "to COMMIT", w.opts.StallTimeout)
-	defer cancel()
-	if err := errors.Join(herr, commit(sctx, w.srcConn)); err != nil {
-		// The source transaction was read-only: nothing to lose. The
-		// server releases the lock when the session ends.
-		w.opts.Logger.Warn("source commit failed after the destination committed; discarding the connection",
-			"unit", u.Name(), "error", err)
-		closeConn(ctx, w.srcConn)
-		w.srcConn = nil
-	}
-	if res.Uncertain {
-		closeConn(ctx, w.dstConn)
-		w.dstConn = nil
+		return err
 	}
 	return nil
 }
@@ -425,35 +381,4 @@ func (w *worker) readBack(ctx context.Context, conn *pgx.Conn, u partition.Unit,
 		err = fmt.Errorf("destination: read back %s: %w", u.Dest, err)
 	}
 	return sum, err
-}
-
-// recheck decides an unknown destination commit exactly, from a new
-// connection, by the transaction's status. A backend still holding the
-// transaction open (the COMMIT never reached it) is terminated, which
-// aborts it, so the answer is final.
-func (w *worker) recheck(ctx context.Context, xid int64, pid uint32) (bool, error) {
-	conn, err := w.dst.connect(ctx)
-	if err != nil {
-		return false, err
-	}
-	defer closeConn(ctx, conn)
-	for {
-		var status string
-		if err := conn.QueryRow(ctx, "SELECT pg_catalog.txid_status($1)", xid).Scan(&status); err != nil {
-			return false, err
-		}
-		switch status {
-		case "committed":
-			return true, nil
-		case "aborted":
-			return false, nil
-		}
-		// In progress: the old session still has it.
-		if _, err := conn.Exec(ctx, "SELECT pg_catalog.pg_terminate_backend($1, 5000)", int64(pid)); err != nil {
-			return false, err
-		}
-		if err := lock.Sleep(ctx, 50*time.Millisecond); err != nil {
-			return false, err
-		}
-	}
 }

@@ -23,7 +23,8 @@ import (
 //     silence, as behind a partition or a hung middlebox. Resume ends it.
 //   - Cut: every relayed connection is reset at once.
 //   - CutAfter, CutBefore: one connection is cut at a chosen client message,
-//     after or instead of forwarding it; StallAt stalls at such a message.
+//     after or instead of forwarding it; StallAt stalls the proxy, and
+//     HoldAt that connection alone, at such a message.
 //
 // Stalls are seen truthfully by the client and the server processes, but
 // not by their kernels: the proxy's sockets still acknowledge data and
@@ -73,6 +74,7 @@ const (
 	cutAfter  action = iota // forward the message, cut at the answer
 	cutBefore               // drop the message, reset the client
 	stallAt                 // stall the proxy, holding the message back
+	holdAt                  // stall that connection for good, holding the message back
 )
 
 // link is one relayed connection.
@@ -82,6 +84,7 @@ type link struct {
 	once           sync.Once
 	dropReply      atomic.Pointer[rule] // cut at the server's next bytes
 	clientGone     atomic.Bool          // the server side is kept, its bytes discarded
+	held           atomic.Bool          // nothing more forwarded, nothing closed
 }
 
 // NewProxy starts a proxy to the server of dsn (a postgres:// URL, as pgtest
@@ -183,6 +186,14 @@ func (p *Proxy) StallAt(match func(Message) bool) <-chan struct{} {
 	return p.arm(&rule{match: match, do: stallAt, fired: make(chan struct{})})
 }
 
+// HoldAt arms a one-shot rule for the next client message that match
+// accepts: that message and everything after it on its connection, both
+// ways, is held back for good, with both sockets left open, while other
+// connections go on. The channel is closed once the connection is held.
+func (p *Proxy) HoldAt(match func(Message) bool) <-chan struct{} {
+	return p.arm(&rule{match: match, do: holdAt, fired: make(chan struct{})})
+}
+
 func (p *Proxy) arm(r *rule) <-chan struct{} {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -230,9 +241,16 @@ func (p *Proxy) serve() {
 	}
 }
 
-// wait blocks while the proxy is stalled; false means the link or the proxy
-// was closed meanwhile.
+// wait blocks while the proxy is stalled or the link held; false means
+// the link or the proxy was closed meanwhile.
 func (p *Proxy) wait(l *link) bool {
+	if l.held.Load() {
+		select {
+		case <-l.done:
+		case <-p.ctx.Done():
+		}
+		return false
+	}
 	p.mu.Lock()
 	open := p.open
 	p.mu.Unlock()
@@ -332,6 +350,9 @@ func (p *Proxy) fromClient(l *link) {
 				l.dropReply.Store(rl)
 			case stallAt:
 				p.Stall()
+				close(rl.fired)
+			case holdAt:
+				l.held.Store(true)
 				close(rl.fired)
 			}
 		}

@@ -352,3 +352,28 @@ func TestPartitionCut(t *testing.T) {
 		t.Fatalf("after Heal: %q", got)
 	}
 }
+
+// HoldAt holds one connection for good; the others go on.
+func TestProxyHoldAtMessage(t *testing.T) {
+	t.Parallel()
+	direct, p := proxied(t)
+	pgtest.Exec(t, direct, "CREATE TABLE t (v text)")
+	held, other := pgtest.Connect(t, p.DSN()), pgtest.Connect(t, p.DSN())
+	ctx := ctxFor(t, 10*time.Second)
+	if _, err := held.Exec(ctx, "BEGIN; INSERT INTO t VALUES ('held')"); err != nil {
+		t.Fatal(err)
+	}
+	fired := p.HoldAt(pgtest.IsQuery("COMMIT"))
+	cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	if _, err := held.PgConn().Exec(cctx, "COMMIT").ReadAll(); err == nil {
+		t.Fatal("the held COMMIT was answered")
+	}
+	<-fired
+	if _, err := other.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatalf("another connection stopped too: %v", err)
+	}
+	if st := backendState(t, direct, held.PgConn().PID()); st != "idle in transaction" {
+		t.Fatalf("held session: %q, want idle in transaction", st)
+	}
+}

@@ -116,7 +116,8 @@ func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 const connHelp = "Connection strings are libpq URLs or key=value strings; PGHOST, PGUSER, PGPASSWORD,\n" +
 	"~/.pgpass, sslmode and connect_timeout work as in libpq. A table name is written as SQL\n" +
 	"writes it: schema-qualified, double quotes where needed. A partitioned table is one unit\n" +
-	"per leaf partition; regexes are POSIX, matched by the source server against schema.table."
+	"per leaf partition; regexes are POSIX, matched by the source server against schema.table.\n" +
+	"Both servers must run PostgreSQL 12 or later."
 
 // selectionFlags choose the units and describe the plan; copy and plan share them.
 func selectionFlags() []cli.Flag {
@@ -158,6 +159,8 @@ func runFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.DurationFlag{Name: "lock-timeout", Value: copy.DefaultLockTimeout, Usage: "longest wait for each table lock, on each side"},
 		&cli.IntFlag{Name: "lock-retries", Value: copy.DefaultLockRetries, Usage: "further attempts after a lock timeout, with backoff and jitter"},
+		&cli.DurationFlag{Name: "stall-timeout", Value: copy.DefaultStallTimeout,
+			Usage: "roll back a unit whose server stays silent this long (a COPY moving no bytes, a statement unanswered); a dead lockstep's locks are freed within about this, a silent one's within 4 times this"},
 		&cli.IntFlag{Name: "jobs", Value: copy.DefaultJobs, Usage: "units run at once, each on its own pair of connections"},
 		&cli.BoolFlag{Name: "fail-fast", Usage: "start no new unit after one failed"},
 		&cli.StringFlag{Name: "report", Usage: "write a JSON report of the run to this file, whatever the outcome"},
@@ -278,6 +281,7 @@ func options(c *cli.Context, secrets *[]string) (copy.Options, error) {
 		MaxWriteBlock: c.Duration("max-write-block"),
 		AssumeMBps:    c.Float64("assume-mbps"),
 		LockTimeout:   c.Duration("lock-timeout"),
+		StallTimeout:  c.Duration("stall-timeout"),
 		LockRetries:   c.Int("lock-retries"),
 		Verify:        verify.Mode(c.String("verify")),
 		Jobs:          c.Int("jobs"),
@@ -401,7 +405,8 @@ func writeReport(path string, opts copy.Options, secrets []string, rep *copy.Rep
 			"source": copy.Redact(opts.Source, secrets...), "dest": copy.Redact(opts.Dest, secrets...),
 			"tables": opts.Tables, "tables_matching": opts.Matching, "exclude": opts.Exclude, "order": opts.Order,
 			"jobs": opts.Jobs, "fail_fast": opts.FailFast, "verify": opts.Verify, "lock_timeout": opts.LockTimeout.String(),
-			"lock_retries": opts.LockRetries, "max_write_block": opts.MaxWriteBlock.String(), "assume_mbps": opts.AssumeMBps,
+			"stall_timeout": opts.StallTimeout.String(),
+			"lock_retries":  opts.LockRetries, "max_write_block": opts.MaxWriteBlock.String(), "assume_mbps": opts.AssumeMBps,
 			"lock": opts.Lock, "recheck_locked": opts.RecheckLocked, "diff": opts.Diff, "key": opts.DiffKey, "diff_rows": opts.DiffRows,
 		}}
 	if runErr != nil {

@@ -62,7 +62,12 @@ func (w *worker) compare(ctx context.Context, u partition.Unit, res *Result, loc
 		mode = lock.Exclusive
 	}
 	var err error
-	if _, res.DestLockWait, err = w.begin(ctx, w.dst, u.Dest, beginSnapshot, mode, w.opts.LockTimeout); err != nil {
+	// A comparison waits on the slower server, and a diff goes back and
+	// forth between them for as long as it takes: lockstep may leave either
+	// transaction idle for long, so the session's idle timeout is lifted
+	// for it (keepalives still end it if lockstep vanishes).
+	begin := beginSnapshot + "; SET LOCAL idle_in_transaction_session_timeout = 0"
+	if _, res.DestLockWait, err = w.begin(ctx, w.dst, u.Dest, begin, mode, w.opts.LockTimeout); err != nil {
 		poisoned = !errors.As(err, new(*lock.TimeoutError))
 		return err
 	}
@@ -73,7 +78,7 @@ func (w *worker) compare(ctx context.Context, u partition.Unit, res *Result, loc
 	if !u.DestOnly {
 		// Writes to the source table are held up from the moment its LOCK
 		// is sent, granted or not.
-		sent, wait, err = w.begin(ctx, w.src, u.Source, beginSnapshot, mode, w.opts.LockTimeout)
+		sent, wait, err = w.begin(ctx, w.src, u.Source, begin, mode, w.opts.LockTimeout)
 		res.SourceLockWait += wait
 		if err != nil {
 			res.WritesBlocked += wait
@@ -90,11 +95,11 @@ func (w *worker) compare(ctx context.Context, u partition.Unit, res *Result, loc
 		if u.DestOnly {
 			return nil
 		}
-		srcSum, err = figures(gctx, w.srcConn, u.Source, u, w.opts.Verify)
+		srcSum, err = figures(gctx, w.srcConn, w.src.name, u.Source, u, w.opts.Verify, w.opts.StallTimeout)
 		return wrapSide("source", u.Source, err)
 	})
 	g.Go(func() (err error) {
-		dstSum, err = figures(gctx, w.dstConn, u.Dest, u, w.opts.Verify)
+		dstSum, err = figures(gctx, w.dstConn, w.dst.name, u.Dest, u, w.opts.Verify, w.opts.StallTimeout)
 		return wrapSide("destination", u.Dest, err)
 	})
 	if err := g.Wait(); err != nil {
@@ -134,23 +139,31 @@ func (r *Result) addNote(note string) {
 }
 
 func wrapSide(side string, t partition.Table, err error) error {
-	if err == nil {
-		return nil
+	if err == nil || errors.As(err, new(*StallError)) {
+		return err
 	}
 	return partition.RowSecurityRefusal(side, t, fmt.Errorf("%s: read %s: %w", side, t, err))
 }
 
 // figures is a side's count and checksum, computed the way a copy computes
-// them: the table's COPY stream hashed row by row.
-func figures(ctx context.Context, conn *pgx.Conn, t partition.Table, u partition.Unit, mode verify.Mode) (verify.Sum, error) {
+// them: the table's COPY stream hashed row by row. A stream that moves no
+// bytes for stall is cancelled with a *StallError naming side; a count,
+// which sends nothing until it is done, is bounded by keepalives only.
+func figures(ctx context.Context, conn *pgx.Conn, side string, t partition.Table, u partition.Unit, mode verify.Mode, stall time.Duration) (verify.Sum, error) {
 	if mode == verify.Count {
 		var n int64
 		err := conn.QueryRow(ctx, countSQL(t)).Scan(&n)
 		return verify.Sum{Rows: n}, err
 	}
 	h := verify.NewStream(u.Binary, true)
-	if _, err := conn.PgConn().CopyTo(ctx, h, copyOutSQL(t, u.Columns, u.Binary)); err != nil {
-		return verify.Sum{}, err
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	p := &progress{}
+	stop := p.watch(stall, "reading "+t.String(), side, "", cancel)
+	_, err := conn.PgConn().CopyTo(sctx, &counter{p: p, out: h}, copyOutSQL(t, u.Columns, u.Binary))
+	stop()
+	if err != nil {
+		return verify.Sum{}, stalled(sctx, err)
 	}
 	return h.Sum()
 }

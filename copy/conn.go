@@ -16,11 +16,12 @@ import (
 // side is one server: its parsed configuration and the name used in
 // messages.
 type side struct {
-	name string // "source" or "destination"
-	cfg  *pgx.ConnConfig
+	name  string // "source" or "destination"
+	cfg   *pgx.ConnConfig
+	stall time.Duration // Options.StallTimeout
 }
 
-func parseSide(name, dsn string) (*side, error) {
+func parseSide(name, dsn string, stall time.Duration) (*side, error) {
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("%s: invalid connection string: %w", name, err)
@@ -28,6 +29,7 @@ func parseSide(name, dsn string) (*side, error) {
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = DefaultConnect
 	}
+	cfg.DialFunc = dialFunc(cfg.ConnectTimeout, stall)
 	// Rows travel and are hashed as UTF8 whatever each server's encoding;
 	// the servers convert. A connection string cannot change this.
 	cfg.RuntimeParams["client_encoding"] = "UTF8"
@@ -35,14 +37,22 @@ func parseSide(name, dsn string) (*side, error) {
 		cfg.RuntimeParams["application_name"] = "lockstep"
 	}
 	cfg.AfterConnect = readVersion
-	return &side{name: name, cfg: cfg}, nil
+	return &side{name: name, cfg: cfg, stall: stall}, nil
 }
 
-// connect opens a connection, naming the side and the server in errors.
+// connect opens a connection, naming the side and the server in errors,
+// and sets the session up so that the server notices when lockstep
+// vanishes or stops talking (see setupSQL).
 func (s *side) connect(ctx context.Context) (*pgx.Conn, error) {
 	conn, err := pgx.ConnectConfig(ctx, s.cfg.Copy())
 	if err != nil {
 		return nil, fmt.Errorf("%s: cannot connect to %s: %w", s.name, s.where(), unwrapConnect(err))
+	}
+	sctx, cancel := bounded(ctx, s.name, "to the session setup", s.stall)
+	defer cancel()
+	if err := stalled(sctx, exec(sctx, conn, setupSQL(s.stall, serverVersion(conn)))); err != nil {
+		closeConn(ctx, conn)
+		return nil, fmt.Errorf("%s: set up the session on %s: %w", s.name, s.where(), err)
 	}
 	return conn, nil
 }
@@ -132,6 +142,23 @@ func parseVersion(v string) int {
 	return major*10000 + minor*100 + patch
 }
 
+// minServerVersion is the oldest PostgreSQL lockstep runs against: the
+// catalog queries use pg_partition_tree and pg_partition_ancestors, and
+// the sessions set tcp_user_timeout (all 12+).
+const minServerVersion = 120000
+
+// checkVersion refuses a server older than minServerVersion.
+func checkVersion(sideName string, conn *pgx.Conn) error {
+	return versionError(sideName, serverVersion(conn), conn.PgConn().ParameterStatus("server_version"))
+}
+
+func versionError(sideName string, num int, text string) error {
+	if num >= minServerVersion {
+		return nil
+	}
+	return fmt.Errorf("%s: PostgreSQL %s is not supported: lockstep needs PostgreSQL 12 or later", sideName, text)
+}
+
 // exec runs statements with the simple protocol and checks the server ran
 // them.
 func exec(ctx context.Context, conn *pgx.Conn, sql string) error {
@@ -142,6 +169,9 @@ func exec(ctx context.Context, conn *pgx.Conn, sql string) error {
 // commit commits and fails unless the server reports COMMIT (a failed
 // transaction answers COMMIT with ROLLBACK).
 func commit(ctx context.Context, conn *pgx.Conn) error {
+	if conn.IsClosed() {
+		return errNotSent
+	}
 	res, err := conn.PgConn().Exec(ctx, "COMMIT").ReadAll()
 	if err != nil {
 		return err
@@ -155,9 +185,8 @@ func commit(ctx context.Context, conn *pgx.Conn) error {
 // errRolledBack: the server answered COMMIT with ROLLBACK. Certain.
 var errRolledBack = errors.New("the transaction had failed and was rolled back")
 
-// commitTimeout bounds the commit point (both commits and a re-check),
-// which runs on even after a cancellation.
-const commitTimeout = time.Minute
+// errNotSent: the connection was gone before COMMIT was sent. Certain.
+var errNotSent = errors.New("the connection was closed before COMMIT could be sent")
 
 // rollback ends conn's transaction, even when ctx is already cancelled.
 // It reports whether the connection is still fit for reuse.
@@ -182,8 +211,10 @@ func closeConn(ctx context.Context, conn *pgx.Conn) {
 
 // uncertain reports whether a failed COMMIT may nonetheless have committed:
 // the connection broke, or the backend died, before the outcome was known.
+// pgconn.SafeToRetry cannot decide it: a connection lost while the answer
+// was awaited comes back as "conn closed", which it deems safe to retry.
 func uncertain(err error) bool {
-	if errors.Is(err, errRolledBack) || pgconn.SafeToRetry(err) {
+	if errors.Is(err, errRolledBack) || errors.Is(err, errNotSent) {
 		return false // never sent, or answered: not committed
 	}
 	var pgErr *pgconn.PgError

@@ -13,7 +13,7 @@ import (
 func TestServerVersionFromServer(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	sd, err := parseSide("source", pgtest.Get(t).Source.DSN("postgres"))
+	sd, err := parseSide("source", pgtest.Get(t).Source.DSN("postgres"), DefaultStallTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -638,3 +638,28 @@ func TestDestinationDiskFullMidCopy(t *testing.T) {
 	// The failed unit's files are gone with its transaction: the space is free again.
 	mustExec(t, f.dst, "INSERT INTO big SELECT -g, repeat('y', 1000) FROM generate_series(3, 3000) g")
 }
+
+// The source session dies after the stream, before the commit point: its
+// lock is gone and writers may already have changed the source, so the
+// destination must not commit the copy. The default stall timeout keeps
+// the heartbeat (every 5s) out of this 1.5s window: the round trip right
+// before the commit must catch it.
+func TestSourceLostBeforeCommit(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, slowTail)
+	o := opts(f.src, f.dst, "big")
+	o.StallTimeout = copy.DefaultStallTimeout
+	done := start(testCtx(t), o)
+	var pid int
+	waitFor(t, "the source to idle after its COPY", func() bool {
+		err := connect(t, f.src).QueryRow(context.Background(), `
+			SELECT coalesce(max(pid), 0) FROM pg_stat_activity
+			WHERE application_name = 'lockstep' AND state = 'idle in transaction'
+			  AND query LIKE 'COPY%' AND datname = current_database()`).Scan(&pid)
+		return err == nil && pid != 0
+	})
+	terminate(t, f.src, pid)
+	u := oneFailed(t, <-done, copy.StatusFailed, "writes resumed, so the destination was rolled back")
+	t.Logf("error: %v", u.Err)
+	f.assertUntouched(t)
+}

@@ -21,7 +21,11 @@ const (
 	// measured by scripts/bench.sh on a 2-core machine with both servers.
 	DefaultAssumeMBps = 40.0
 	DefaultConnect    = 10 * time.Second
-	DefaultDiffRows   = 1000
+	// DefaultStallTimeout is how long a server may stay silent (see
+	// StallTimeout); a lock outlives a dead lockstep by about this, and a
+	// live one that stopped talking to the server by at most four times this.
+	DefaultStallTimeout = 30 * time.Second
+	DefaultDiffRows     = 1000
 	// copyBuffer sits between the source's COPY TO, which hands over one
 	// row at a time, and the destination's COPY FROM; without it the relay
 	// runs at about half speed.
@@ -32,8 +36,13 @@ const (
 type Options struct {
 	Source, Dest string // connection strings (URL or key=value; PG* env vars apply)
 	partition.Selection
-	ExactCounts  bool // plan with count(*) instead of catalog estimates
-	LockTimeout  time.Duration
+	ExactCounts bool // plan with count(*) instead of catalog estimates
+	LockTimeout time.Duration
+	// StallTimeout is the longest a server may stay silent while lockstep
+	// awaits it (a COPY moving no bytes, a short statement unanswered)
+	// before the unit is rolled back; it also paces the keepalives and the
+	// idle-in-transaction timeout that free a dead lockstep's locks.
+	StallTimeout time.Duration
 	LockRetries  int           // further attempts after a lock timeout
 	RetryBackoff time.Duration // first pause between lock attempts, doubled per attempt
 	Verify       verify.Mode
@@ -59,6 +68,11 @@ type Options struct {
 	// (connecting, self-test, resolving names, ...), from the planning
 	// goroutine.
 	OnPlan func(stage string)
+
+	// The commit point's timeouts (commitTimeout, recheckTimeout unless a
+	// test shortens them).
+	commitTimeout, recheckTimeout time.Duration
+
 	// OnStart and OnUnit, when set, are called as each unit starts and
 	// ends (from the unit's worker goroutine).
 	OnStart func(unit string)
@@ -102,6 +116,18 @@ func (o *Options) Validate() error {
 	}
 	if o.LockTimeout < time.Millisecond {
 		return fmt.Errorf("lock timeout %s: must be at least 1ms", o.LockTimeout)
+	}
+	if o.commitTimeout == 0 {
+		o.commitTimeout = commitTimeout
+	}
+	if o.recheckTimeout == 0 {
+		o.recheckTimeout = recheckTimeout
+	}
+	if o.StallTimeout == 0 {
+		o.StallTimeout = DefaultStallTimeout
+	}
+	if o.StallTimeout < time.Second {
+		return fmt.Errorf("stall timeout %s: must be at least 1s", o.StallTimeout)
 	}
 	if o.LockRetries < 0 {
 		return fmt.Errorf("lock retries %d: must not be negative", o.LockRetries)

@@ -67,11 +67,11 @@ func MakePlan(ctx context.Context, opts Options) (*Plan, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, &BadInputError{err}
 	}
-	src, err := parseSide("source", opts.Source)
+	src, err := parseSide("source", opts.Source, opts.StallTimeout)
 	if err != nil {
 		return nil, &BadInputError{err}
 	}
-	dst, err := parseSide("destination", opts.Dest)
+	dst, err := parseSide("destination", opts.Dest, opts.StallTimeout)
 	if err != nil {
 		return nil, &BadInputError{err}
 	}

@@ -85,7 +85,10 @@ func (r Result) String() string {
 	if r.Checksum != "" {
 		fmt.Fprintf(&b, " checksum=%s", r.Checksum)
 	}
-	if r.Uncertain {
+	switch {
+	case r.Note != "":
+		fmt.Fprintf(&b, " (%s)", r.Note)
+	case r.Uncertain:
 		b.WriteString(" (commit outcome re-checked)")
 	}
 	if r.Err != nil {

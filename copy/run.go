@@ -49,6 +49,12 @@ func plan(ctx context.Context, src, dst *side, opts *Options) ([]partition.Unit,
 	if dc.err != nil {
 		return nil, dc.err
 	}
+	if err := checkVersion(src.name, sc.conn); err != nil {
+		return nil, err
+	}
+	if err := checkVersion(dst.name, dc.conn); err != nil {
+		return nil, err
+	}
 	same, err := sameDatabase(ctx, sc.conn, dc.conn)
 	if err != nil {
 		return nil, err

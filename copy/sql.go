@@ -76,11 +76,11 @@ const (
 
 // sessionSQL pins, for the transaction, the settings that keep a held lock
 // alive whatever the server's defaults, and the output settings that make
-// COPY text and the checksum identical on both servers.
+// COPY text and the checksum identical on both servers. The
+// idle-in-transaction timeout is set per session instead (setupSQL).
 func sessionSQL(serverVersion int) string {
 	s := []string{
 		"SET LOCAL statement_timeout = 0",
-		"SET LOCAL idle_in_transaction_session_timeout = 0",
 		"SET LOCAL TimeZone = 'UTC'",
 		"SET LOCAL DateStyle = 'ISO, MDY'",
 		"SET LOCAL IntervalStyle = 'postgres'",

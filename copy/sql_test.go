@@ -3,6 +3,7 @@ package copy
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"lockstep/partition"
 )
@@ -36,9 +37,38 @@ func TestSessionSQLByVersion(t *testing.T) {
 	if s := sessionSQL(170000); !strings.Contains(s, "transaction_timeout = 0") {
 		t.Errorf("17 must pin transaction_timeout: %s", s)
 	}
-	for _, want := range []string{"statement_timeout = 0", "idle_in_transaction_session_timeout = 0", "TimeZone = 'UTC'", "extra_float_digits = 3", "row_security = off", "lc_monetary = 'C'"} {
+	for _, want := range []string{"statement_timeout = 0", "TimeZone = 'UTC'", "extra_float_digits = 3", "row_security = off", "lc_monetary = 'C'"} {
 		if !strings.Contains(sessionSQL(150000), want) {
 			t.Errorf("missing %s", want)
+		}
+	}
+	// A SET LOCAL would override the session's idle timeout (setupSQL).
+	if s := sessionSQL(150000); strings.Contains(s, "idle_in_transaction") {
+		t.Errorf("the transaction must not pin the idle timeout: %s", s)
+	}
+}
+
+func TestSetupSQL(t *testing.T) {
+	got := setupSQL(30*time.Second, 150000)
+	for _, want := range []string{"tcp_keepalives_idle = 10;", "tcp_keepalives_interval = 5;", "tcp_keepalives_count = 4;",
+		"idle_in_transaction_session_timeout = 120000;", "tcp_user_timeout = 30000"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("setupSQL(30s) = %s: missing %s", got, want)
+		}
+	}
+	if got := setupSQL(2*time.Second, 150000); !strings.Contains(got, "tcp_keepalives_idle = 1;") || !strings.Contains(got, "tcp_keepalives_count = 1;") {
+		t.Errorf("setupSQL(2s) = %s", got)
+	}
+	// The idle timeout must exceed the longest idle gap lockstep leaves:
+	// a statement on the other side unanswered (S), or a heartbeat's pause
+	// and round trip.
+	for _, s := range []time.Duration{time.Second, 2 * time.Second, 30 * time.Second, 10 * time.Minute} {
+		gap := max(s, heartbeatEvery(s)+pingTimeout(s), pingTimeout(s)+pingTimeout(s))
+		if idleTimeout(s) < gap+s/2 {
+			t.Errorf("stall %s: idle timeout %s leaves too little over the longest idle gap %s", s, idleTimeout(s), gap)
+		}
+		if k := keepaliveFor(s); k.idle+time.Duration(k.count(s))*k.interval > max(s, 2*time.Second) {
+			t.Errorf("stall %s: keepalives give up after %s", s, k.idle+time.Duration(k.count(s))*k.interval)
 		}
 	}
 }
@@ -75,6 +105,28 @@ func TestParseVersion(t *testing.T) {
 	} {
 		if got := parseVersion(c.in); got != c.want {
 			t.Errorf("parseVersion(%q) = %d, want %d", c.in, got, c.want)
+		}
+	}
+}
+
+func TestVersionRefusedBelow12(t *testing.T) {
+	cases := []struct {
+		num  int
+		text string
+		ok   bool
+	}{
+		{110022, "11.22", false},
+		{96024, "9.6.24", false},
+		{120000, "12.0", true},
+		{150018, "15.18 (Debian 15.18-0+deb12u1)", true},
+	}
+	for _, c := range cases {
+		err := versionError("destination", c.num, c.text)
+		if (err == nil) != c.ok {
+			t.Errorf("%s: %v", c.text, err)
+		}
+		if err != nil && err.Error() != "destination: PostgreSQL "+c.text+" is not supported: lockstep needs PostgreSQL 12 or later" {
+			t.Errorf("message: %v", err)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -114,24 +115,27 @@ func (w *worker) conn(sd *side) (*pgx.Conn, int) {
 // begin opens the unit's transaction on one side with the pinned session
 // settings and, unless mode is empty, locks t there before anything else.
 // It returns when the LOCK statement was sent (from then on a queued
-// EXCLUSIVE request already blocks new writers) and how long it waited.
-// timeout bounds the lock wait.
+// EXCLUSIVE request already blocks new writers) and how long it waited;
+// timeout bounds the lock wait. A server silent for the stall timeout
+// (beyond the lock timeout, for the lock) ends it with a *StallError.
 func (w *worker) begin(ctx context.Context, sd *side, t partition.Table, begin string, mode lock.Mode, timeout time.Duration) (time.Time, time.Duration, error) {
 	conn, ver := w.conn(sd)
 	sql := begin + "; " + sessionSQL(ver)
-	if begin == beginSnapshot {
+	if strings.HasPrefix(begin, beginSnapshot) {
 		sql += "; " + qualifiedNamesSQL
 	}
-	if err := exec(ctx, conn, sql); err != nil {
-		return time.Time{}, 0, fmt.Errorf("%s: begin: %w", sd.name, err)
+	if err := w.step(ctx, sd, conn, "BEGIN", sql); err != nil {
+		return time.Time{}, 0, err
 	}
 	if mode == "" {
 		return time.Time{}, 0, nil
 	}
+	lctx, cancel := bounded(ctx, sd.name, "to LOCK TABLE "+t.String()+" (beyond --lock-timeout)", timeout+w.opts.StallTimeout)
+	defer cancel()
 	sent := time.Now()
-	wait, err := lock.Acquire(ctx, conn, lock.Request{Side: sd.name, Table: t.Ident(), Only: !t.Partitioned(), Mode: mode,
+	wait, err := lock.Acquire(lctx, conn, lock.Request{Side: sd.name, Table: t.Ident(), Only: !t.Partitioned(), Mode: mode,
 		Timeout: timeout, Watch: sd.connect})
-	return sent, wait, err
+	return sent, wait, stalled(lctx, err)
 }
 
 // sourceLockTimeout bounds the wait for the source lock: a queued
@@ -142,6 +146,21 @@ func (o *Options) sourceLockTimeout() time.Duration {
 		return min(o.LockTimeout, o.MaxWriteBlock)
 	}
 	return o.LockTimeout
+}
+
+// step runs a short statement on one side; a server that does not answer
+// within the stall timeout ends it with a *StallError.
+func (w *worker) step(ctx context.Context, sd *side, conn *pgx.Conn, what, sql string) error {
+	sctx, cancel := bounded(ctx, sd.name, "to "+what, w.opts.StallTimeout)
+	defer cancel()
+	err := exec(sctx, conn, sql)
+	if se := stalled(sctx, err); se != err {
+		return se
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %s: %w", sd.name, what, err)
+	}
+	return nil
 }
 
 // attempt is one pass of the unit protocol.
@@ -155,7 +174,11 @@ func (w *worker) attempt(ctx context.Context, u partition.Unit, res *Result) (er
 	}
 	poisoned := false
 	done := false
+	// hb keeps the source's transaction alive while it idles; it owns the
+	// source connection until stopped.
+	var hb *heartbeat
 	defer func() {
+		hb.stop()
 		if !done {
 			w.abort(ctx, poisoned || ctx.Err() != nil)
 		}
@@ -170,9 +193,19 @@ func (w *worker) attempt(ctx context.Context, u partition.Unit, res *Result) (er
 	// 2. Source: lock before any query, so the snapshot (taken by the first
 	// query, the COPY) sees every write committed before the lock. Writes
 	// are blocked from the moment the LOCK is sent: a queued EXCLUSIVE
-	// request already holds up every later writer.
-	sent, wait, err := w.begin(ctx, w.src, u.Source, beginSnapshot, lock.Exclusive, w.opts.sourceLockTimeout())
+	// request already holds up every later writer. The destination idles
+	// meanwhile, up to --lock-timeout: its heartbeat gives up the wait as
+	// soon as the destination is lost.
+	lctx, lost := context.WithCancelCause(ctx)
+	dhb := w.startHeartbeat(ctx, w.dst, w.dstConn, lost)
+	sent, wait, err := w.begin(lctx, w.src, u.Source, beginSnapshot, lock.Exclusive, w.opts.sourceLockTimeout())
+	herr := dhb.stop()
+	lost(nil)
 	res.SourceLockWait += wait
+	if herr != nil {
+		res.WritesBlocked += wait
+		return herr
+	}
 	if err != nil {
 		res.WritesBlocked += wait
 		return err
@@ -200,14 +233,17 @@ func (w *worker) attempt(ctx context.Context, u partition.Unit, res *Result) (er
 	}
 
 	// 3. Replace.
-	if err := exec(bctx, w.dstConn, truncateSQL(u.Dest)); err != nil {
-		return overrun(fmt.Errorf("destination: truncate %s: %w", u.Dest, err))
+	if err := w.step(bctx, w.dst, w.dstConn, "TRUNCATE "+u.Dest.String(), truncateSQL(u.Dest)); err != nil {
+		return overrun(err)
 	}
 	log.Debug("destination truncated", "side", "destination")
 
-	// 4. Stream.
+	// 4. Stream. Once the source has sent everything it idles until its
+	// commit, under a heartbeat that cancels vctx if the source is lost.
+	vctx, sourceLost := context.WithCancelCause(bctx)
+	defer sourceLost(nil)
 	start := time.Now()
-	srcSum, loaded, err := w.stream(bctx, u, res)
+	srcSum, loaded, err := w.stream(bctx, u, res, &hb, sourceLost)
 	res.Copy = time.Since(start)
 	if err != nil {
 		poisoned = true
@@ -218,11 +254,14 @@ func (w *worker) attempt(ctx context.Context, u partition.Unit, res *Result) (er
 
 	// 5. Verify inside both transactions.
 	start = time.Now()
-	dstSum, err := w.readBack(bctx, w.dstConn, u, loaded)
+	dstSum, err := w.readBack(vctx, w.dstConn, u, loaded)
 	res.Verify = time.Since(start)
 	if err != nil {
 		poisoned = true
-		return overrun(err)
+		if vctx.Err() != nil && bctx.Err() == nil {
+			err = context.Cause(vctx)
+		}
+		return fmt.Errorf("%w; rolled back", overrun(err))
 	}
 	if err := overrun(nil); err != nil {
 		return err
@@ -237,48 +276,25 @@ func (w *worker) attempt(ctx context.Context, u partition.Unit, res *Result) (er
 		res.Checksum = srcSum.Checksum()
 	}
 	log.Debug("verified", "mode", w.opts.Verify, "rows", dstSum.Rows, "checksum", res.Checksum, "took", res.Verify)
+	// The source session must still hold its lock now: if it died after
+	// the stream, writes to the source table may have resumed, and
+	// committing the destination would publish a copy they are missing.
+	// One round trip, right before the commit point, besides the
+	// heartbeat's.
+	err = hb.stop()
+	hb = nil
+	if err == nil {
+		err = w.ping(ctx, w.src, w.srcConn)
+	}
+	if err != nil {
+		poisoned = true
+		return fmt.Errorf("%w: the source lock may have been released and writes resumed, so the destination was rolled back", err)
+	}
 
-	// 6. One commit point: the destination, then the source. From here a
-	// cancellation must not cut the commit point in two: both commits and
-	// any re-check run to their end, under their own timeout.
-	var xid int64
-	if err := w.dstConn.QueryRow(ctx, "SELECT pg_catalog.txid_current()").Scan(&xid); err != nil {
+	// 6. One commit point.
+	if done, err = w.commitPoint(ctx, u, res); err != nil {
 		poisoned = true
-		return fmt.Errorf("destination: %w", err)
-	}
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
-	defer cancel()
-	if err := commit(cctx, w.dstConn); err != nil {
-		if !uncertain(err) {
-			return fmt.Errorf("destination: commit: %w", err)
-		}
-		poisoned = true
-		res.Uncertain = true
-		committed, rerr := w.recheck(cctx, xid, w.dstConn.PgConn().PID())
-		switch {
-		case rerr != nil:
-			return fmt.Errorf("destination: commit outcome unknown (%v), and the re-check failed: %v; the destination may hold the copy: verify it", err, rerr)
-		case !committed:
-			return fmt.Errorf("destination: commit failed (%v); re-check: transaction %d aborted, the destination is as before", err, xid)
-		}
-		w.opts.Logger.Warn("destination commit outcome was unknown; re-check shows it committed",
-			"unit", u.Name(), "xid", xid, "error", err)
-	}
-	done = true
-	log.Debug("destination committed", "side", "destination", "xid", xid)
-	if err := commit(cctx, w.srcConn); err != nil {
-		// The source transaction was read-only: nothing to lose. The
-		// server releases the lock when the session ends.
-		w.opts.Logger.Warn("source commit failed after the destination committed; discarding the connection",
-			"unit", u.Name(), "error", err)
-		closeConn(ctx, w.srcConn)
-		w.srcConn = nil
-	} else {
-		log.Debug("source committed; lock released", "side", "source")
-	}
-	if res.Uncertain {
-		closeConn(ctx, w.dstConn)
-		w.dstConn = nil
+		return err
 	}
 	return nil
 }
@@ -324,21 +340,36 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 }
 
 // stream relays the source's COPY TO into the destination's COPY FROM and
-// returns the source's figures and the rows the destination loaded.
-func (w *worker) stream(ctx context.Context, u partition.Unit, res *Result) (verify.Sum, int64, error) {
+// returns the source's figures and the rows the destination loaded. A
+// stream that moves no bytes for the stall timeout is cancelled with a
+// *StallError naming the side it waited on. When the source has sent
+// everything, stream starts its heartbeat (*hb, reporting a loss to
+// onLost): the source idles from then on, while the destination finishes
+// (its foreign-key checks and deferred work may take long) and is read
+// back. On failure the heartbeat is stopped again.
+func (w *worker) stream(ctx context.Context, u partition.Unit, res *Result, hb **heartbeat, onLost func(error)) (verify.Sum, int64, error) {
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	prog := &progress{}
+	stopWatch := prog.watch(w.opts.StallTimeout, "streaming "+u.Name(), w.src.name, w.dst.name, cancel)
 	hash := verify.NewStream(u.Binary, w.opts.Verify == verify.Checksum)
 	pr, pw := io.Pipe()
-	var sink io.Writer = pw
+	var sink io.Writer = &handoff{p: prog, out: pw}
 	if w.opts.OnBytes != nil {
-		sink = &progressWriter{out: pw, onBytes: w.opts.OnBytes}
+		sink = &progressWriter{out: sink, onBytes: w.opts.OnBytes}
 	}
 	buf := bufio.NewWriterSize(sink, copyBuffer)
-	out := &hashingWriter{hash: hash, out: buf}
+	out := &hashingWriter{hash: hash, out: &counter{p: prog, out: buf}}
+	var started *heartbeat
 	srcDone := make(chan error, 1)
 	go func() {
-		_, err := w.srcConn.PgConn().CopyTo(ctx, out, copyOutSQL(u.Source, u.Columns, u.Binary))
+		_, err := w.srcConn.PgConn().CopyTo(sctx, out, copyOutSQL(u.Source, u.Columns, u.Binary))
 		if err == nil {
 			err = buf.Flush()
+		}
+		if err == nil {
+			prog.ended.Store(true)
+			started = w.startHeartbeat(ctx, w.src, w.srcConn, onLost)
 		}
 		if err != nil && !errors.Is(err, io.ErrClosedPipe) {
 			err = partition.RowSecurityRefusal("source", u.Source, fmt.Errorf("source: copy out of %s: %w", u.Source, err))
@@ -346,10 +377,18 @@ func (w *worker) stream(ctx context.Context, u partition.Unit, res *Result) (ver
 		pw.CloseWithError(err) // nil: the reader sees EOF
 		srcDone <- err
 	}()
-	tag, dstErr := w.dstConn.PgConn().CopyFrom(ctx, pr, copyInSQL(u.Dest, u.Columns, u.Binary, u.Freeze))
+	tag, dstErr := w.dstConn.PgConn().CopyFrom(sctx, pr, copyInSQL(u.Dest, u.Columns, u.Binary, u.Freeze))
 	pr.Close() // a writer still blocked in the pipe returns at once
 	srcErr := <-srcDone
+	stopWatch()
 	res.Bytes = hash.Bytes()
+	if srcErr != nil || dstErr != nil {
+		started.stop()
+		var se *StallError
+		if errors.As(context.Cause(sctx), &se) && ctx.Err() == nil {
+			return verify.Sum{}, 0, se
+		}
+	}
 	switch {
 	case srcErr != nil && !errors.Is(srcErr, io.ErrClosedPipe):
 		return verify.Sum{}, 0, srcErr
@@ -358,6 +397,7 @@ func (w *worker) stream(ctx context.Context, u partition.Unit, res *Result) (ver
 	case srcErr != nil:
 		return verify.Sum{}, 0, srcErr
 	}
+	*hb = started
 	sum, err := hash.Sum()
 	if err != nil {
 		return sum, 0, fmt.Errorf("source: copy out of %s: %w", u.Source, err)
@@ -372,47 +412,16 @@ func (w *worker) readBack(ctx context.Context, conn *pgx.Conn, u partition.Unit,
 		return verify.Sum{Rows: loaded}, nil
 	}
 	if !u.Binary {
-		if err := exec(ctx, conn, qualifiedNamesSQL); err != nil {
-			return verify.Sum{}, fmt.Errorf("destination: %w", err)
+		if err := w.step(ctx, w.dst, conn, "SET search_path", qualifiedNamesSQL); err != nil {
+			return verify.Sum{}, err
 		}
 	}
-	sum, err := figures(ctx, conn, u.Dest, u, w.opts.Verify)
+	sum, err := figures(ctx, conn, w.dst.name, u.Dest, u, w.opts.Verify, w.opts.StallTimeout)
 	if err == nil && !u.Binary {
-		err = exec(ctx, conn, defaultNamesSQL)
+		err = w.step(ctx, w.dst, conn, "SET search_path", defaultNamesSQL)
 	}
-	if err != nil {
-		return sum, partition.RowSecurityRefusal("destination", u.Dest, fmt.Errorf("destination: read back %s: %w", u.Dest, err))
+	if err != nil && !errors.As(err, new(*StallError)) {
+		err = partition.RowSecurityRefusal("destination", u.Dest, fmt.Errorf("destination: read back %s: %w", u.Dest, err))
 	}
-	return sum, nil
-}
-
-// recheck decides an unknown destination commit exactly, from a new
-// connection, by the transaction's status. A backend still holding the
-// transaction open (the COMMIT never reached it) is terminated, which
-// aborts it, so the answer is final.
-func (w *worker) recheck(ctx context.Context, xid int64, pid uint32) (bool, error) {
-	conn, err := w.dst.connect(ctx)
-	if err != nil {
-		return false, err
-	}
-	defer closeConn(ctx, conn)
-	for {
-		var status string
-		if err := conn.QueryRow(ctx, "SELECT pg_catalog.txid_status($1)", xid).Scan(&status); err != nil {
-			return false, err
-		}
-		switch status {
-		case "committed":
-			return true, nil
-		case "aborted":
-			return false, nil
-		}
-		// In progress: the old session still has it.
-		if _, err := conn.Exec(ctx, "SELECT pg_catalog.pg_terminate_backend($1, 5000)", int64(pid)); err != nil {
-			return false, err
-		}
-		if err := lock.Sleep(ctx, 50*time.Millisecond); err != nil {
-			return false, err
-		}
-	}
+	return sum, err
 }

@@ -1,0 +1,133 @@
+package copy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"lockstep/lock"
+	"lockstep/partition"
+)
+
+// Timeouts of the commit point, which runs to its end even after a
+// cancellation. The re-check has its own: a COMMIT that used all of its
+// time must still leave time to decide its outcome.
+const (
+	commitTimeout  = time.Minute
+	recheckTimeout = time.Minute
+)
+
+// commitPoint commits the destination, then the source. From here a
+// cancellation must not cut the commit point in two: both commits and any
+// re-check run to their end under their own timeouts, and the source's
+// heartbeat with them, so that the source lock holds until the
+// destination's outcome is known. It reports whether the destination
+// committed; if it did not, the caller rolls both back.
+func (w *worker) commitPoint(ctx context.Context, u partition.Unit, res *Result) (bool, error) {
+	var xid int64
+	xctx, cancel := bounded(ctx, w.dst.name, "to txid_current()", w.opts.StallTimeout)
+	err := stalled(xctx, w.dstConn.QueryRow(xctx, "SELECT pg_catalog.txid_current()").Scan(&xid))
+	cancel()
+	if err != nil {
+		return false, fmt.Errorf("destination: %w", err)
+	}
+	wctx := context.WithoutCancel(ctx)
+	hctx, cancel := context.WithTimeout(wctx, w.opts.commitTimeout+w.opts.recheckTimeout)
+	defer cancel()
+	hb := w.startHeartbeat(hctx, w.src, w.srcConn, nil)
+	stopped := false
+	defer func() {
+		if !stopped {
+			hb.stop()
+		}
+	}()
+
+	cctx, cancel := context.WithTimeout(wctx, w.opts.commitTimeout)
+	defer cancel()
+	if err := commit(cctx, w.dstConn); err != nil {
+		if !uncertain(err) {
+			return false, fmt.Errorf("destination: commit: %w", err)
+		}
+		res.Uncertain = true
+		pid := w.dstConn.PgConn().PID()
+		closeConn(ctx, w.dstConn)
+		w.dstConn = nil
+		rctx, cancel := context.WithTimeout(wctx, w.opts.recheckTimeout)
+		defer cancel()
+		committed, terminated, rerr := w.recheck(rctx, xid, pid)
+		switch {
+		case rerr != nil:
+			return false, fmt.Errorf("destination: commit outcome unknown (%v), and the re-check failed: %v; the destination may hold the copy: verify it", err, rerr)
+		case !committed && terminated:
+			return false, fmt.Errorf("destination: commit outcome unknown (%v); re-check: transaction %d was still open in its session, which lockstep terminated: aborted, the destination is as before", err, xid)
+		case !committed:
+			return false, fmt.Errorf("destination: commit failed (%v); re-check: transaction %d aborted, the destination is as before", err, xid)
+		}
+		res.Note = fmt.Sprintf("the connection was lost during the destination's COMMIT (%v); re-check: transaction %d committed", err, xid)
+		w.opts.Logger.Warn("destination commit outcome was unknown; re-check shows it committed",
+			"unit", u.Name(), "xid", xid, "error", err)
+	}
+	w.opts.Logger.Debug("destination committed", "unit", u.Name(), "side", "destination", "xid", xid)
+	stopped = true
+	herr := hb.stop()
+	sctx, cancel := bounded(wctx, w.src.name, "to COMMIT", w.opts.StallTimeout)
+	defer cancel()
+	if err := errors.Join(herr, commit(sctx, w.srcConn)); err != nil {
+		// The source transaction was read-only: nothing to lose. The
+		// server releases the lock when the session ends.
+		w.opts.Logger.Warn("source commit failed after the destination committed; discarding the connection",
+			"unit", u.Name(), "error", err)
+		closeConn(ctx, w.srcConn)
+		w.srcConn = nil
+	} else {
+		w.opts.Logger.Debug("source committed; lock released", "unit", u.Name(), "side", "source")
+	}
+	return true, nil
+}
+
+// recheck decides an unknown destination commit exactly, from a new
+// connection, by the transaction's status. A session still holding the
+// transaction open (the COMMIT never reached it) is terminated, which
+// aborts the transaction, so the answer is final. It reports whether the
+// transaction committed and whether a session had to be terminated.
+//
+// pg_terminate_backend only waits for the session to end on PostgreSQL
+// 14+ (its timeout argument); polling pg_stat_activity works on every
+// version, so every version takes the same path.
+func (w *worker) recheck(ctx context.Context, xid int64, pid uint32) (committed, terminated bool, err error) {
+	conn, err := w.dst.connect(ctx)
+	if err != nil {
+		return false, false, err
+	}
+	defer closeConn(ctx, conn)
+	for {
+		var status string
+		if err := conn.QueryRow(ctx, "SELECT pg_catalog.txid_status($1)", xid).Scan(&status); err != nil {
+			return false, terminated, err
+		}
+		switch status {
+		case "committed":
+			return true, terminated, nil
+		case "aborted":
+			return false, terminated, nil
+		}
+		// In progress: the old session still has it open.
+		if _, err := conn.Exec(ctx, "SELECT pg_catalog.pg_terminate_backend($1)", int64(pid)); err != nil {
+			return false, terminated, err
+		}
+		terminated = true
+		for {
+			var alive bool
+			if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_catalog.pg_stat_activity WHERE pid = $1)", int64(pid)).Scan(&alive); err != nil {
+				return false, terminated, err
+			}
+			if !alive {
+				break
+			}
+			if err := lock.Sleep(ctx, 20*time.Millisecond); err != nil {
+				return false, terminated, err
+			}
+		}
+	}
+}

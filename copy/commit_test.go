@@ -1,0 +1,65 @@
+package copy_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"lockstep/copy"
+	"lockstep/internal/pgtest"
+)
+
+// The destination commits but its answer is lost (the proxy forwards the
+// COMMIT and resets the connection at the answer): lockstep re-checks from
+// a new connection, finds the transaction committed, reports the unit ok
+// and says so; the source lock was held until then and is released.
+func TestCommitAnswerLostRecheckFindsCommitted(t *testing.T) {
+	t.Parallel()
+	f := newNetFixture(t, "")
+	cut := f.dp.CutAfter(pgtest.IsQuery("COMMIT"))
+	rep := mustCopy(t, f.opts())
+	within(t, cut, time.Second, "the cut COMMIT")
+	u := rep.Units[0]
+	if !u.Uncertain || !strings.Contains(u.Note, "re-check: transaction") || !strings.Contains(u.Note, "committed") {
+		t.Fatalf("the re-check is not reported: uncertain=%v note=%q", u.Uncertain, u.Note)
+	}
+	if !strings.Contains(u.String(), u.Note) {
+		t.Errorf("the unit's line lacks the note: %s", u)
+	}
+	if got := digest(t, f.dst); got != f.srcBefore {
+		t.Fatalf("destination %s, want the copy %s", got, f.srcBefore)
+	}
+	assertUnlocked(t, f.src, "source")
+	assertUnlocked(t, f.dst, "destination")
+}
+
+// The COMMIT never reaches the destination (the proxy swallows it and
+// resets lockstep's side only), so its session still holds the
+// transaction open: the re-check terminates that session, which rolls it
+// back, and reports the unit failed with the destination as before.
+func TestCommitSwallowedRecheckTerminates(t *testing.T) {
+	t.Parallel()
+	f := newNetFixture(t, "")
+	cut := f.dp.CutBefore(pgtest.IsQuery("COMMIT"))
+	rep, err := copy.Run(testCtx(t), f.opts())
+	within(t, cut, time.Second, "the swallowed COMMIT")
+	u := oneFailed(t, runResult{rep, err, time.Now()}, copy.StatusFailed, "lockstep terminated: aborted, the destination is as before")
+	if !u.Uncertain {
+		t.Error("the unknown commit was not flagged")
+	}
+	f.assertUntouched(t)
+}
+
+// A COMMIT that gets no answer at all times out; the re-check has its own
+// time to decide (it used to share the COMMIT's, and found it spent).
+func TestCommitTimeoutLeavesTimeToRecheck(t *testing.T) {
+	t.Parallel()
+	f := newNetFixture(t, "")
+	held := f.dp.HoldAt(pgtest.IsQuery("COMMIT"))
+	o := f.opts()
+	copy.SetCommitTimeouts(&o, 2*time.Second, 30*time.Second)
+	rep, err := copy.Run(testCtx(t), o)
+	within(t, held, time.Second, "the held COMMIT")
+	oneFailed(t, runResult{rep, err, time.Now()}, copy.StatusFailed, "lockstep terminated: aborted, the destination is as before")
+	f.assertUntouched(t)
+}

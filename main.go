@@ -22,6 +22,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"lockstep/copy"
+	"lockstep/internal/redact"
 	"lockstep/partition"
 	"lockstep/verify"
 )
@@ -99,7 +100,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 	}
 	if err := app.RunContext(ctx, args); err != nil {
-		fmt.Fprintf(stderr, "lockstep: %s\n", oneLine(copy.Redact(err.Error(), secrets...)))
+		fmt.Fprintf(stderr, "lockstep: %s\n", redact.Control(oneLine(copy.Redact(err.Error(), secrets...))))
 		if code == exitOK {
 			code = exitBadInput // flag parsing and other usage errors
 		}

@@ -189,7 +189,7 @@ func (w *worker) diff(ctx context.Context, u partition.Unit, res *Result, srcRow
 			return fmt.Errorf("the diff failed: %w", err)
 		}
 		var b bytes.Buffer
-		d.WriteRepairSQL(&b, u.Dest.String(), u.Columns, u.Key)
+		d.WriteRepairSQL(&b, u.Dest.String(), !u.Dest.Partitioned(), u.Columns, u.Key)
 		res.RepairSQL = b.String()
 	}
 	return nil

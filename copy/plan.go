@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"lockstep/internal/redact"
 	"lockstep/partition"
 )
 
@@ -158,7 +159,8 @@ func (p *Plan) Execute(ctx context.Context) (*Report, error) {
 func mb(b int64) string { return fmt.Sprintf("%.1f", float64(b)/1e6) }
 
 // WriteText prints the plan as a table, details under each unit, and
-// totals.
+// totals. Names and types from the catalogs have their control characters
+// escaped.
 func (p *Plan) WriteText(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "UNIT\tEST ROWS\tEST MB\tFORMAT\tFREEZE\tWRITES BLOCKED (PREDICTED)\t")
@@ -175,22 +177,23 @@ func (p *Plan) WriteText(w io.Writer) error {
 		if u.Refused {
 			flag = "  REFUSED: over --max-write-block"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s%s\t\n", u.Unit, rows, mb(u.EstBytes), u.Format, u.Freeze, u.WriteBlock.Round(time.Millisecond), flag)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s%s\t\n", redact.Control(u.Unit), rows, mb(u.EstBytes), u.Format, u.Freeze, u.WriteBlock.Round(time.Millisecond), flag)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	for i := range p.units {
 		u := p.Planned(i)
-		fmt.Fprintf(w, "\n%s\n  locks: %s\n  format: %s (%s)\n", u.Unit, strings.Join(u.Locks, "; "), u.Format, u.FormatWhy)
+		fmt.Fprintf(w, "\n%s\n  locks: %s\n  format: %s (%s)\n", redact.Control(u.Unit), redact.Control(strings.Join(u.Locks, "; ")),
+			u.Format, redact.Control(u.FormatWhy))
 		if len(u.Skipped) > 0 {
-			fmt.Fprintf(w, "  columns skipped: %s\n", strings.Join(u.Skipped, ", "))
+			fmt.Fprintf(w, "  columns skipped: %s\n", redact.Control(strings.Join(u.Skipped, ", ")))
 		}
 		if len(u.DestTriggers) > 0 {
-			fmt.Fprintf(w, "  destination triggers (they fire for every row copied): %s\n", strings.Join(u.DestTriggers, ", "))
+			fmt.Fprintf(w, "  destination triggers (they fire for every row copied): %s\n", redact.Control(strings.Join(u.DestTriggers, ", ")))
 		}
 		if len(u.DestForeignKeys) > 0 {
-			fmt.Fprintf(w, "  destination foreign keys (checked for every row copied): %s\n", strings.Join(u.DestForeignKeys, ", "))
+			fmt.Fprintf(w, "  destination foreign keys (checked for every row copied): %s\n", redact.Control(strings.Join(u.DestForeignKeys, ", ")))
 		}
 	}
 	t := p.Totals

@@ -2,13 +2,14 @@ package copy
 
 import (
 	"fmt"
-
 	"io"
-	"lockstep/verify"
 	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"lockstep/internal/redact"
+	"lockstep/verify"
 )
 
 // Status is how a unit ended.
@@ -73,14 +74,15 @@ func ms(d time.Duration) string {
 	return d.Round(100 * time.Millisecond).String()
 }
 
-// String is the unit's one summary line.
+// String is the unit's one summary line. Names and server messages in it
+// have their control characters escaped (see redact.Control).
 func (r Result) String() string {
 	if r.Status == StatusNotStarted {
-		return fmt.Sprintf("%s %s", r.Status, r.Unit)
+		return fmt.Sprintf("%s %s", r.Status, redact.Control(r.Unit))
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s rows=%d bytes=%.1fMB format=%s lock-wait=dst:%s,src:%s writes-blocked=%s (src-held=%s) copy=%s verify=%s %.1fMB/s",
-		r.Status, r.Unit, r.Rows, float64(r.Bytes)/1e6, r.Format, ms(r.DestLockWait), ms(r.SourceLockWait),
+		r.Status, redact.Control(r.Unit), r.Rows, float64(r.Bytes)/1e6, r.Format, ms(r.DestLockWait), ms(r.SourceLockWait),
 		ms(r.WritesBlocked), ms(r.SourceLockHeld), ms(r.Copy), ms(r.Verify), r.MBps())
 	if r.Checksum != "" {
 		fmt.Fprintf(&b, " checksum=%s", r.Checksum)
@@ -92,7 +94,7 @@ func (r Result) String() string {
 		b.WriteString(" (commit outcome re-checked)")
 	}
 	if r.Err != nil {
-		fmt.Fprintf(&b, ": %v", r.Err)
+		fmt.Fprintf(&b, ": %s", redact.Control(r.Err.Error()))
 	}
 	return b.String()
 }
@@ -165,12 +167,12 @@ func (r *Report) Summary() string {
 		ms(r.BlockedP50), ms(r.BlockedP95), ms(r.BlockedMax))
 }
 
-// WriteTable prints one row per unit.
+// WriteTable prints one row per unit, names escaped as in String.
 func (r *Report) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "UNIT	ROWS	MB	FORMAT	LOCK WAIT (DST/SRC)	WRITES BLOCKED	COPY	VERIFY	STATUS	")
 	for _, u := range r.Units {
-		fmt.Fprintf(tw, "%s	%d	%.1f	%s	%s/%s	%s	%s	%s	%s	\n", u.Unit, u.Rows, float64(u.Bytes)/1e6, u.Format,
+		fmt.Fprintf(tw, "%s	%d	%.1f	%s	%s/%s	%s	%s	%s	%s	\n", redact.Control(u.Unit), u.Rows, float64(u.Bytes)/1e6, u.Format,
 			ms(u.DestLockWait), ms(u.SourceLockWait), ms(u.WritesBlocked), ms(u.Copy), ms(u.Verify), u.Status)
 	}
 	return tw.Flush()
@@ -180,7 +182,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 // first differences found by --diff on the lines below it.
 func (r Result) CheckString() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s rows=%d", r.Status, r.Unit, r.Rows)
+	fmt.Fprintf(&b, "%s %s rows=%d", r.Status, redact.Control(r.Unit), r.Rows)
 	if r.Checksum != "" {
 		fmt.Fprintf(&b, " checksum=%s", r.Checksum)
 	}
@@ -189,10 +191,10 @@ func (r Result) CheckString() string {
 		fmt.Fprintf(&b, " locked=%s", ms(r.WritesBlocked))
 	}
 	if r.Err != nil {
-		fmt.Fprintf(&b, ": %v", r.Err)
+		fmt.Fprintf(&b, ": %s", redact.Control(r.Err.Error()))
 	}
 	if r.Note != "" {
-		fmt.Fprintf(&b, " (%s)", r.Note)
+		fmt.Fprintf(&b, " (%s)", redact.Control(r.Note))
 	}
 	if d := r.Diff; d != nil {
 		b.WriteString("\n" + d.Summary(20))

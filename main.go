@@ -265,10 +265,6 @@ func options(c *cli.Context, secrets *[]string) (copy.Options, error) {
 	if c.Args().Present() {
 		return copy.Options{}, fmt.Errorf("unexpected argument %q (tables are given with --table)", c.Args().First())
 	}
-	level := slog.LevelWarn
-	if c.Bool("verbose") {
-		level = slog.LevelDebug
-	}
 	opts := copy.Options{
 		Source: c.String("source"),
 		Dest:   c.String("dest"),
@@ -287,13 +283,19 @@ func options(c *cli.Context, secrets *[]string) (copy.Options, error) {
 		Verify:        verify.Mode(c.String("verify")),
 		Jobs:          c.Int("jobs"),
 		FailFast:      c.Bool("fail-fast"),
-		Logger:        slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})),
 	}
 	for _, dsn := range []string{opts.Source, opts.Dest} {
 		if cfg, err := pgx.ParseConfig(dsn); err == nil {
 			*secrets = append(*secrets, cfg.Password)
 		}
 	}
+	level := slog.LevelWarn
+	if c.Bool("verbose") {
+		level = slog.LevelDebug
+	}
+	// Every log record passes through the redaction: no code path can log
+	// a password.
+	opts.Logger = slog.New(redact.NewHandler(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level}), *secrets...))
 	if f := c.String("tables-from"); f != "" {
 		names, err := readNames(f, c.App.Reader)
 		if err != nil {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"lockstep/internal/redact"
 )
 
 // Mode is a table lock mode.
@@ -29,16 +31,27 @@ type Blocker struct {
 	Application string
 	State       string
 	XactAge     time.Duration
-	Query       string
+	Query       string // its query text, on one line, passwords removed, at most MaxQuery characters
+}
+
+// MaxQuery is how much of a blocker's query text is kept.
+const MaxQuery = 120
+
+// queryText makes another session's query fit for errors and reports: it
+// may hold passwords (ALTER ROLE ... PASSWORD, a dblink connection string),
+// which are removed before the text is cut, so that a cut cannot hide a
+// literal from the redaction.
+func queryText(q string) string {
+	q = strings.Join(strings.Fields(redact.Passwords(q)), " ")
+	if r := []rune(q); len(r) > MaxQuery {
+		q = string(r[:MaxQuery-3]) + "..."
+	}
+	return q
 }
 
 func (b Blocker) String() string {
-	q := strings.Join(strings.Fields(b.Query), " ")
-	if len(q) > 120 {
-		q = q[:117] + "..."
-	}
 	return fmt.Sprintf("pid %d (user %s, application %q, %s, transaction open %s): %s",
-		b.PID, b.User, b.Application, b.State, b.XactAge.Round(time.Millisecond), q)
+		b.PID, b.User, b.Application, b.State, b.XactAge.Round(time.Millisecond), queryText(b.Query))
 }
 
 // TimeoutError says a lock was not granted within the lock timeout. The
@@ -163,6 +176,7 @@ func Blockers(ctx context.Context, conn *pgx.Conn, pid uint32) ([]Blocker, error
 		var age float64
 		err := r.Scan(&b.PID, &b.User, &b.Application, &b.State, &age, &b.Query)
 		b.XactAge = time.Duration(age * float64(time.Second))
+		b.Query = queryText(b.Query)
 		return b, err
 	})
 }

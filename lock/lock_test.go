@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -40,5 +41,21 @@ func TestTimeoutErrorNamesBlockers(t *testing.T) {
 		if !strings.Contains(msg, w) {
 			t.Errorf("%q lacks %q", msg, w)
 		}
+	}
+}
+
+func TestBlockerQueryRedactedAndCut(t *testing.T) {
+	q := "ALTER ROLE app PASSWORD 'hunter2-" + strings.Repeat("é", 200) + "'"
+	if got := queryText(q); strings.Contains(got, "hunter2") || strings.Contains(got, "é") || got != "ALTER ROLE app PASSWORD 'xxxxx'" {
+		t.Errorf("queryText = %q", got)
+	}
+	long := "SELECT '" + strings.Repeat("é", 300) + "' -- password=s3cret"
+	got := queryText(long)
+	if n := len([]rune(got)); n != MaxQuery || !strings.HasSuffix(got, "...") || !utf8.ValidString(got) {
+		t.Errorf("queryText kept %d runes (valid UTF-8: %v): %q", n, utf8.ValidString(got), got)
+	}
+	b := Blocker{Query: "SELECT dblink_connect('host=h password=s3cret')"}
+	if strings.Contains(b.String(), "s3cret") {
+		t.Errorf("Blocker.String = %q", b.String())
 	}
 }

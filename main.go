@@ -85,7 +85,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return cli.ShowAppHelp(c)
 		},
 	}
+	// A flag error is one line on stderr through the redaction, like every
+	// other error: cli's own usage message would print the flag's value
+	// (perhaps a connection string with its password) unredacted.
+	app.OnUsageError = usageError
 	for _, cmd := range app.Commands {
+		cmd.OnUsageError = usageError
 		cmd.HideHelp = true
 		cmd.Flags = append(cmd.Flags, helpFlag())
 		action := cmd.Action
@@ -112,6 +117,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintf(stderr, "lockstep: %s\n", redact.Control(oneLine(werr.Error())))
 	}
 	return st.code
+}
+
+func usageError(_ *cli.Context, err error, _ bool) error {
+	return fmt.Errorf("%w (see --help)", err)
 }
 
 func helpFlag() cli.Flag {

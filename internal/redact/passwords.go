@@ -17,8 +17,9 @@ var (
 	// host, as URL parsers read it: it may itself hold @ and :.
 	urlPassword = regexp.MustCompile(`(?i)(postgres(?:ql)?://[^:/?#@\s]*:)[^/?#\s]*@`)
 	// A key=value password (or sslpassword, the client key's passphrase):
-	// quoted (backslash escapes) or up to a space.
-	kvPassword = regexp.MustCompile(`(?i)(\b(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*(?:'|$)|[^\s']\S*)`)
+	// quoted as in an SQL literal (a connection string passed to dblink,
+	// its quotes doubled), quoted (backslash escapes), or up to a space.
+	kvPassword = regexp.MustCompile(`(?i)(\b(?:ssl)?password\s*=\s*)(''(?:\\''|\\[^']|[^'\\])*(?:''|$)|'(?:[^'\\]|\\.)*(?:'|$)|[^\s']\S*)`)
 	// The keyword before an SQL password literal (CREATE/ALTER ROLE ...
 	// [ENCRYPTED] PASSWORD '...').
 	sqlPassword = regexp.MustCompile(`(?i)\bpassword\s+`)

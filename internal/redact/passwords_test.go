@@ -30,6 +30,8 @@ func TestPasswords(t *testing.T) {
 		{"ALTER ROLE x PASSWORD NULL", "ALTER ROLE x PASSWORD NULL"},
 		{"password authentication failed for user \"bob\"", "password authentication failed for user \"bob\""},
 		{"SELECT dblink_connect('host=h dbname=d password=topsecret')", "SELECT dblink_connect('host=h dbname=d password=xxxxx"},
+		// A quoted key=value password inside an SQL literal: its quotes are doubled.
+		{`SELECT dblink_connect('host=h password=''top sec\''ret'' dbname=d')`, `SELECT dblink_connect('host=h password=xxxxx dbname=d')`},
 	}
 	for _, c := range cases {
 		if got := Passwords(c.in); got != c.want {

@@ -146,6 +146,9 @@ func selectionFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "exclude", Usage: "drop units whose schema.table matches this POSIX regex (repeatable)"},
 		&cli.StringFlag{Name: "order", Value: string(partition.BySize), Usage: "size (largest first) or name"},
 		&cli.BoolFlag{Name: "exact-counts", Usage: "plan with count(*) of each unit instead of catalog estimates"},
+		&cli.StringFlag{Name: "fk-mode", Value: string(partition.FKGroup), Usage: "tables that foreign keys tie together: group (copied as one unit; " +
+			"partitions of a referencing partitioned table follow one by one), group-strict (partitions stay in the group), " +
+			"or replica (each table alone, foreign keys unchecked; superuser)"},
 		&cli.DurationFlag{Name: "max-write-block", Usage: "refuse units predicted to block source writes longer; roll back a unit that does"},
 		&cli.Float64Flag{Name: "assume-mbps", Value: copy.DefaultAssumeMBps, Usage: "copy rate (MB of table per second) for predicted write-block times"},
 	}
@@ -259,6 +262,7 @@ func copyCommand(st *runState) *cli.Command {
 		Flags: append(append(selectionFlags(), runFlags()...),
 			&cli.StringFlag{Name: "verify", Value: string(verify.Checksum), Usage: "checksum, count or none"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan and stop (same as lockstep plan)"},
+			&cli.BoolFlag{Name: "check-fks", Usage: "with --fk-mode replica: afterwards, count the orphans of the foreign keys the copy did not check (exit 4 if any)"},
 		),
 		Action: func(c *cli.Context) error {
 			opts, err := options(c, st)
@@ -292,6 +296,8 @@ func options(c *cli.Context, st *runState) (copy.Options, error) {
 			Order:    partition.Order(c.String("order")),
 		},
 		ExactCounts:   c.Bool("exact-counts"),
+		FKMode:        partition.FKMode(c.String("fk-mode")),
+		CheckFKs:      c.Bool("check-fks"),
 		MaxWriteBlock: c.Duration("max-write-block"),
 		AssumeMBps:    c.Float64("assume-mbps"),
 		LockTimeout:   c.Duration("lock-timeout"),
@@ -391,7 +397,7 @@ func exitCode(rep *copy.Report, err error) int {
 		return exitInterrupted
 	case rep == nil:
 		return exitOK
-	case rep.Mismatch > 0:
+	case rep.Mismatch > 0 || rep.Orphans > 0:
 		return exitMismatch
 	case rep.Failed > 0:
 		return exitFailed

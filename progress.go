@@ -155,6 +155,11 @@ func (o *output) end(rep *copy.Report) {
 		fmt.Fprintln(o.out)
 		rep.WriteTable(o.out)
 	}
+	for _, c := range rep.ForeignKeys {
+		if !o.quiet || c.Orphans == nil || *c.Orphans > 0 {
+			fmt.Fprintln(o.out, redact.Control(c.String()))
+		}
+	}
 	fmt.Fprintln(o.out, rep.Summary())
 }
 

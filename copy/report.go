@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"lockstep/internal/redact"
+	"lockstep/partition"
 	"lockstep/verify"
 )
 
@@ -27,13 +28,16 @@ const (
 
 // Result is one unit's outcome and figures.
 type Result struct {
-	Unit         string        `json:"unit"`
-	Status       Status        `json:"status"`
-	Rows         int64         `json:"rows"`
-	Bytes        int64         `json:"bytes"`
-	Format       string        `json:"format"`
-	Freeze       bool          `json:"freeze"`
-	Attempts     int           `json:"attempts"`
+	Unit     string `json:"unit"`
+	Status   Status `json:"status"`
+	Rows     int64  `json:"rows"`
+	Bytes    int64  `json:"bytes"`
+	Format   string `json:"format"`
+	Freeze   bool   `json:"freeze"`
+	Attempts int    `json:"attempts"`
+	// Started and Finished bound the unit's run (zero when not started).
+	Started      time.Time     `json:"started,omitzero"`
+	Finished     time.Time     `json:"finished,omitzero"`
 	EstBytes     int64         `json:"estimated_bytes"` // the plan's estimate
 	DestLockWait time.Duration `json:"dest_lock_wait_ns"`
 	// SourceLockWait is the time the source LOCK spent queued, summed over
@@ -54,6 +58,57 @@ type Result struct {
 	RepairSQL     string        `json:"-"`
 	Err           error         `json:"-"`
 	Error         string        `json:"error,omitempty"`
+	// Members are the tables of a unit group, each with its own rows,
+	// bytes, times and checksum; the group's figures above sum them, and
+	// its locks and writes-blocked time are the group's.
+	Members []Result `json:"members,omitempty"`
+}
+
+// newResult is a group's result before it runs.
+func newResult(g *partition.Group) Result {
+	u := &g.Units[0]
+	r := Result{Unit: g.Name(), Format: u.Format(), Freeze: u.Freeze, EstBytes: g.Estimate().Bytes, Status: StatusNotStarted}
+	if len(g.Units) > 1 {
+		r.Format = "mixed"
+		r.Members = make([]Result, len(g.Units))
+		for i := range g.Units {
+			m := &g.Units[i]
+			r.Members[i] = Result{Unit: m.Name(), Format: m.Format(), Freeze: m.Freeze, EstBytes: m.Estimate.Bytes, Status: StatusNotStarted}
+		}
+		if !slices.ContainsFunc(r.Members, func(m Result) bool { return m.Format != r.Members[0].Format }) {
+			r.Format = r.Members[0].Format
+		}
+	}
+	return r
+}
+
+// member is where member i of the group records its figures: the result
+// itself for a lone table.
+func (r *Result) member(i int) *Result {
+	if r.Members == nil {
+		return r
+	}
+	return &r.Members[i]
+}
+
+// settle gives a group's members the group's outcome and the group the
+// sums of its members' figures.
+func (r *Result) settle() {
+	if r.Members == nil {
+		return
+	}
+	r.Rows, r.Bytes, r.Copy, r.Verify = 0, 0, 0, 0
+	for i := range r.Members {
+		m := &r.Members[i]
+		m.Status = r.Status
+		if r.Status != StatusOK {
+			m.Checksum = ""
+		}
+		r.Rows += m.Rows
+		r.Bytes += m.Bytes
+		r.Copy += m.Copy
+		r.Verify += m.Verify
+	}
 }
 
 // MBps is the copy throughput.
@@ -87,6 +142,16 @@ func (r Result) String() string {
 	if r.Checksum != "" {
 		fmt.Fprintf(&b, " checksum=%s", r.Checksum)
 	}
+	if len(r.Members) > 0 {
+		parts := make([]string, len(r.Members))
+		for i, m := range r.Members {
+			parts[i] = fmt.Sprintf("%s rows=%d copy=%s verify=%s", m.Unit, m.Rows, ms(m.Copy), ms(m.Verify))
+			if m.Checksum != "" {
+				parts[i] += " checksum=" + m.Checksum
+			}
+		}
+		fmt.Fprintf(&b, " members: [%s]", strings.Join(parts, "; "))
+	}
 	switch {
 	case r.Note != "":
 		fmt.Fprintf(&b, " (%s)", r.Note)
@@ -115,6 +180,10 @@ type Report struct {
 	BlockedP50 time.Duration `json:"writes_blocked_p50_ns"`
 	BlockedP95 time.Duration `json:"writes_blocked_p95_ns"`
 	BlockedMax time.Duration `json:"writes_blocked_max_ns"`
+	// ForeignKeys are the foreign keys a --fk-mode replica run did not
+	// check; Orphans sums the orphan rows --check-fks found.
+	ForeignKeys []FKCheck `json:"foreign_keys_unchecked,omitempty"`
+	Orphans     int64     `json:"fk_orphans,omitempty"`
 }
 
 // percentile is the nearest-rank percentile of sorted durations.

@@ -213,28 +213,6 @@ func privilegesOf(ctx context.Context, q Querier, ts []Table) (map[uint32]privil
 	return out, role, err
 }
 
-// referencedByOf lists, for each table, the foreign keys of other tables
-// that reference it (they make TRUNCATE fail).
-func referencedByOf(ctx context.Context, q Querier, ts []Table) (map[uint32][]ForeignKey, error) {
-	rows, err := q.Query(ctx, `
-		SELECT c.confrelid, c.conname, c.conrelid::regclass::text
-		FROM unnest($1::oid[]) AS u(oid)
-		JOIN pg_catalog.pg_constraint c ON c.confrelid = u.oid
-		WHERE c.contype = 'f' AND c.conrelid <> c.confrelid
-		ORDER BY 1, 3, 2`, oidsOf(ts))
-	if err != nil {
-		return nil, err
-	}
-	out := map[uint32][]ForeignKey{}
-	var rel uint32
-	var f ForeignKey
-	_, err = pgx.ForEachRow(rows, []any{&rel, &f.Name, &f.Referencing}, func() error {
-		out[rel] = append(out[rel], f)
-		return nil
-	})
-	return out, err
-}
-
 // extrasOf lists what slows or changes rows on their way into each table:
 // its user triggers and its own foreign keys.
 func extrasOf(ctx context.Context, q Querier, ts []Table) (triggers, fks map[uint32][]string, err error) {

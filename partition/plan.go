@@ -188,6 +188,7 @@ type Options struct {
 	Lock        bool     // units will be locked on both sides (copy, or verify --lock)
 	WithKey     bool     // find each unit's key (for pinpointing differences)
 	Key         []string // the key columns to use instead of the primary key
+	FKMode      FKMode   // how foreign keys referencing selected tables are handled (copy only)
 	// Progress, when set, is told each stage as planning enters it.
 	Progress func(stage string)
 }
@@ -198,7 +199,8 @@ func (o Options) stage(s string) {
 	}
 }
 
-// Plan turns a selection into units. src and dst are read-only
+// Plan turns a selection into groups of units (see groups.go; for a
+// verify, or a table nothing references, a group of one). src and dst are read-only
 // transactions on each side; names are resolved first with each server's
 // own search_path, then the search_path is pinned for type names. A table
 // selected twice yields one unit. An empty selection is an error.
@@ -206,7 +208,7 @@ func (o Options) stage(s string) {
 // Each side's catalog is read in a fixed number of queries whatever the
 // number of units (one per regex, and --exact-counts counts in chunks);
 // the answers are matched up in Go.
-func Plan(ctx context.Context, src, dst Querier, o Options) ([]Unit, error) {
+func Plan(ctx context.Context, src, dst Querier, o Options) ([]Group, error) {
 	o.stage("resolving names")
 	pairs, err := selected(ctx, src, dst, o)
 	if err != nil {
@@ -267,8 +269,14 @@ func Plan(ctx context.Context, src, dst Querier, o Options) ([]Unit, error) {
 		}
 		units = append(units, u)
 	}
-	orderUnits(units, o.Order)
-	return units, nil
+	if !o.Copy {
+		groups := make([]Group, len(units))
+		for i, u := range units {
+			groups[i] = Group{Units: []Unit{u}}
+		}
+		return orderGroups(groups, o.Order), nil
+	}
+	return groupUnits(units, dc.fks, o.FKMode, o.Order)
 }
 
 type tablePair struct {
@@ -451,16 +459,16 @@ func matchLeaves(d Table, sl, dl []Table) (pairs []tablePair, extra []Table, err
 
 // catalog is what one side's catalog says about the units' tables.
 type catalog struct {
-	columns      map[uint32][]Column
-	privileges   map[uint32]privileges
-	role         string
-	rowSecurity  map[uint32]error        // the tables whose row-level security would hide rows
-	referencedBy map[uint32][]ForeignKey // destination
-	triggers     map[uint32][]string     // destination
-	foreignKeys  map[uint32][]string     // destination
-	estimates    map[uint32]Estimate     // source; destination for destination-only leaves
-	counts       map[uint32]int64        // source, with ExactCounts
-	indexes      map[uint32][]index      // source, with WithKey
+	columns     map[uint32][]Column
+	privileges  map[uint32]privileges
+	role        string
+	rowSecurity map[uint32]error    // the tables whose row-level security would hide rows
+	fks         *fkGraph            // destination, for a copy
+	triggers    map[uint32][]string // destination
+	foreignKeys map[uint32][]string // destination
+	estimates   map[uint32]Estimate // source; destination for destination-only leaves
+	counts      map[uint32]int64    // source, with ExactCounts
+	indexes     map[uint32][]index  // source, with WithKey
 }
 
 // readCatalogs reads both sides' catalogs for the units' tables, a fixed
@@ -506,8 +514,20 @@ func readCatalogs(ctx context.Context, src, dst Querier, all []tablePair, o Opti
 		if dc.columns, err = columnsOf(ctx, dst, ds); err != nil {
 			return wrapSide("destination", "columns", err)
 		}
-		if dc.referencedBy, err = referencedByOf(ctx, dst, ds); err != nil {
-			return wrapSide("destination", "foreign keys referencing the tables", err)
+		if o.Copy {
+			if dc.fks, err = readFKGraph(ctx, dst, ds, o.FKMode); err != nil {
+				return wrapSide("destination", "foreign keys referencing the tables", err)
+			}
+		}
+		if o.Copy && o.FKMode == FKReplica {
+			var super bool
+			if err := dst.QueryRow(ctx, "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user").Scan(&super); err != nil {
+				return wrapSide("destination", "role", err)
+			}
+			if !super {
+				return &SchemaError{Side: "destination", Table: "--fk-mode replica",
+					Why: "needs a superuser (it sets session_replication_role = replica so that foreign keys are not checked); use --fk-mode group"}
+			}
 		}
 		if dc.privileges, dc.role, err = privilegesOf(ctx, dst, ds); err != nil {
 			return wrapSide("destination", "privileges", err)
@@ -544,14 +564,6 @@ func planUnit(s, d Table, sc, dc *catalog, o Options) (Unit, error) {
 	if err != nil {
 		return Unit{}, err
 	}
-	if fks := dc.referencedBy[d.OID]; len(fks) > 0 {
-		var refs []string
-		for _, f := range fks {
-			refs = append(refs, fmt.Sprintf("%s on %s", f.Name, f.Referencing))
-		}
-		return Unit{}, &SchemaError{Side: "destination", Table: d.String(),
-			Why: fmt.Sprintf("cannot be truncated: referenced by foreign key %s; drop the constraint for the move and re-add it afterwards (ADD ... NOT VALID, then VALIDATE CONSTRAINT)", strings.Join(refs, ", "))}
-	}
 	if err := checkPrivileges("source", s, sc, o); err != nil {
 		return Unit{}, err
 	}
@@ -566,6 +578,7 @@ func planUnit(s, d Table, sc, dc *catalog, o Options) (Unit, error) {
 	}
 	u := Unit{Source: s, Dest: d, Columns: cols, Skipped: skipped, Binary: binary, FormatWhy: why, Freeze: d.Kind == "r",
 		Estimate: sc.estimates[s.OID], DestTriggers: dc.triggers[d.OID], DestForeignKeys: dc.foreignKeys[d.OID]}
+
 	if n, ok := sc.counts[s.OID]; ok {
 		u.Estimate.Rows, u.Estimate.Exact = n, true
 	}

@@ -73,14 +73,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		Writer:                stdout,
 		ErrWriter:             stderr,
 		ExitErrHandler:        func(*cli.Context, error) {},
-		Commands:              []*cli.Command{copyCommand(st), planCommand(st), verifyCommand(st)},
+		Commands:              []*cli.Command{copyCommand(st), planCommand(st), verifyCommand(st), statusCommand(st)},
 		// cli's own help flag is one package-global value that every parse
 		// writes to; each app and command gets its own instead.
 		HideHelp: true,
 		Flags:    []cli.Flag{helpFlag()},
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
-				return fmt.Errorf("unknown command %q (want copy, plan or verify)", c.Args().First())
+				return fmt.Errorf("unknown command %q (want copy, plan, verify or status)", c.Args().First())
 			}
 			return cli.ShowAppHelp(c)
 		},
@@ -258,11 +258,17 @@ func copyCommand(st *runState) *cli.Command {
 		Name:        "copy",
 		Usage:       "copy tables (every leaf partition of a partitioned one) from source to destination",
 		UsageText:   "lockstep copy --source DSN --dest DSN (--table NAME | --tables-matching RE | --tables-from FILE) [options]",
-		Description: connHelp + "\n\n" + exitCodesHelp,
+		Description: connHelp + "\n\n" + ledgerHelp + "\n\n" + exitCodesHelp,
 		Flags: append(append(selectionFlags(), runFlags()...),
 			&cli.StringFlag{Name: "verify", Value: string(verify.Checksum), Usage: "checksum, count or none"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan and stop (same as lockstep plan)"},
 			&cli.BoolFlag{Name: "check-fks", Usage: "with --fk-mode replica: afterwards, count the orphans of the foreign keys the copy did not check (exit 4 if any)"},
+			// The run ledger: resume, claims (see cmd_status.go's ledgerOptions).
+			&cli.StringFlag{Name: "ledger", Value: "destination", Usage: "where the run record is kept: destination (in --ledger-schema), or none " +
+				"(nothing recorded: no resume, no claims)"},
+			ledgerSchemaFlag(),
+			&cli.BoolFlag{Name: "redo", Usage: "copy every unit again, even those earlier runs verified"},
+			&cli.DurationFlag{Name: "since", Usage: "skip only units verified by runs this recent (e.g. 24h); older copies are made again"},
 		),
 		Action: func(c *cli.Context) error {
 			opts, err := options(c, st)
@@ -271,6 +277,9 @@ func copyCommand(st *runState) *cli.Command {
 			}
 			if c.Bool("dry-run") {
 				st.code, err = runPlan(c.Context, opts, "text", c.App.Writer, c.App.ErrWriter)
+				return err
+			}
+			if st.opts.Ledger, err = ledgerOptions(c, st); err != nil {
 				return err
 			}
 			ui := newOutput(c, st.secrets, func(r copy.Result) string { return oneLine(r.String()) })
@@ -380,6 +389,7 @@ func runUnits(ctx context.Context, st *runState, ui *output,
 	if err != nil {
 		return exitCode(nil, err), err
 	}
+	st.resumeNote(ui, p)
 	ui.begin(ctx, p)
 	rep, err := runPlan(p.WithCallbacks(ui.unitStarted, ui.unitDone, ui.addBytes), ctx)
 	ui.end(rep)

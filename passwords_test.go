@@ -77,7 +77,7 @@ func TestPasswordsNeverShown(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		for _, dsn := range []string{src, dst} {
-			pgtest.Exec(t, dsn, "DROP ROLE IF EXISTS "+role)
+			pgtest.Exec(t, dsn, "DROP OWNED BY "+role+"; DROP ROLE "+role) // it owns the ledger
 		}
 	})
 	setPassword := func(pw string) {
@@ -113,8 +113,10 @@ func TestPasswordsNeverShown(t *testing.T) {
 		{"key=value", kvDSN, false},
 		{"PGPASSWORD", kvDSN, true},
 	}
+	var used []string
 	for _, form := range forms {
 		pw, wrong := randomPassword(r), randomPassword(r)
+		used = append(used, pw, wrong)
 		setPassword(pw)
 		t.Logf("%s: password %q, wrong password %q", form.name, pw, wrong)
 		dsns := func(t *testing.T, pw string, srcPort int) (string, string) {
@@ -162,11 +164,11 @@ func TestPasswordsNeverShown(t *testing.T) {
 			}},
 			{name: "lock timeout", code: 1, setup: blocker, args: func(t *testing.T) []string {
 				s, d := dsns(t, pw, env.Source.Port)
-				return []string{"copy", "--source", s, "--dest", d, "--table", "t", "--lock-timeout", "300ms", "--lock-retries", "1"}
+				return []string{"copy", "--source", s, "--dest", d, "--table", "t", "--lock-timeout", "300ms", "--lock-retries", "1", "--redo"}
 			}},
 			{name: "interrupted", code: 3, setup: blocker, timeout: 1500 * time.Millisecond, args: func(t *testing.T) []string {
 				s, d := dsns(t, pw, env.Source.Port)
-				return []string{"copy", "--source", s, "--dest", d, "--table", "t", "--lock-timeout", "20s"}
+				return []string{"copy", "--source", s, "--dest", d, "--table", "t", "--lock-timeout", "20s", "--redo"}
 			}},
 			{name: "mismatch", code: 4, args: func(t *testing.T) []string {
 				s, d := dsns(t, pw, env.Source.Port)
@@ -182,7 +184,7 @@ func TestPasswordsNeverShown(t *testing.T) {
 			}},
 			{name: "ok", code: 0, args: func(t *testing.T) []string {
 				s, d := dsns(t, pw, env.Source.Port)
-				return []string{"copy", "--source", s, "--dest", d, "--table", "t"}
+				return []string{"copy", "--source", s, "--dest", d, "--table", "t", "--redo"}
 			}},
 		}
 		for _, p := range paths {
@@ -222,6 +224,20 @@ func TestPasswordsNeverShown(t *testing.T) {
 					t.Errorf("exit %d, want %d\nstdout: %s\nstderr: %s", code, p.code, out, errOut)
 				}
 			})
+		}
+	}
+	// Nor does the ledger in the destination, which keeps every run's
+	// options and every failure's error text (the blocker's query too).
+	stored := pgtest.QueryString(t, dst, `SELECT (SELECT string_agg(r::text, E'\n') FROM lockstep.runs r) || E'\n' ||
+		(SELECT string_agg(u::text, E'\n') FROM lockstep.units u)`)
+	if !strings.Contains(stored, "not granted within 300ms") {
+		t.Errorf("the ledger lacks the failures:\n%s", stored)
+	}
+	for _, secret := range used {
+		for _, f := range passwordForms(secret) {
+			if part := leaked(stored, f); part != "" {
+				t.Errorf("the ledger shows password %q (%q of its form %q):\n%s", secret, part, f, stored)
+			}
 		}
 	}
 }

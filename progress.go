@@ -35,6 +35,7 @@ type output struct {
 	plan     *copy.Plan
 	bar      *progressbar.ProgressBar
 	total    int64 // estimate, corrected as units finish
+	units    int   // units to run (the plan's, less those the ledger skips)
 	copied   atomic.Int64
 	inFlight map[string]bool
 	done     int
@@ -53,7 +54,9 @@ func isTerminal(w io.Writer) bool {
 }
 
 func (o *output) begin(ctx context.Context, p *copy.Plan) {
-	o.plan, o.total, o.inFlight, o.started = p, max(p.Totals.EstBytes, 1), map[string]bool{}, time.Now()
+	skipped, skippedBytes, _ := p.Resumed()
+	o.plan, o.total, o.inFlight, o.started = p, max(p.Totals.EstBytes-skippedBytes, 1), map[string]bool{}, time.Now()
+	o.units = p.Len() - skipped
 	o.stop = make(chan struct{})
 	if o.tty && !o.quiet {
 		o.bar = progressbar.NewOptions64(o.total,
@@ -94,7 +97,7 @@ func (o *output) status() string {
 	el := time.Since(o.started)
 	rate := float64(copied) / 1e6 / max(el.Seconds(), 0.001)
 	return fmt.Sprintf("progress: %d/%d units done, %.1f of ~%.1f MB, %.1f MB/s, %s elapsed; in flight: %s",
-		o.done, o.plan.Len(), float64(copied)/1e6, float64(o.total)/1e6, rate, el.Round(time.Second), o.flightList())
+		o.done, o.units, float64(copied)/1e6, float64(o.total)/1e6, rate, el.Round(time.Second), o.flightList())
 }
 
 func (o *output) flightList() string {
@@ -136,7 +139,7 @@ func (o *output) unitDone(r copy.Result) {
 	if r.RepairSQL != "" {
 		o.results = append(o.results, r)
 	}
-	if !o.quiet || r.Status != copy.StatusOK {
+	if !o.quiet || (r.Status != copy.StatusOK && r.Status != copy.StatusSkipped) {
 		fmt.Fprintln(o.out, redact.Text(copy.Redact(o.line(r), o.secrets...)))
 	}
 }
@@ -151,7 +154,7 @@ func (o *output) end(rep *copy.Report) {
 	if rep == nil {
 		return
 	}
-	if !o.quiet {
+	if !o.quiet && rep.Skipped < len(rep.Units) {
 		fmt.Fprintln(o.out)
 		rep.WriteTable(o.out)
 	}

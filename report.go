@@ -25,6 +25,9 @@ type runState struct {
 	opts   copy.Options
 	rep    *copy.Report // the units' outcomes, when units ran
 	runErr error        // the units' joined errors, when units ran
+
+	ledgerOff   bool           // copy --ledger none
+	ledgerFlags map[string]any // copy's ledger flags, for the report
 }
 
 // jsonReport is what --report writes.
@@ -43,16 +46,8 @@ func writeReport(st *runState, err error) error {
 	if st.report == "" {
 		return nil
 	}
-	opts, secrets := st.opts, st.secrets
-	r := jsonReport{Started: st.started, Finished: time.Now(), ExitCode: st.code, Run: st.rep,
-		Options: map[string]any{
-			"source": copy.Redact(opts.Source, secrets...), "dest": copy.Redact(opts.Dest, secrets...),
-			"tables": opts.Tables, "tables_matching": opts.Matching, "exclude": opts.Exclude, "order": opts.Order,
-			"jobs": opts.Jobs, "fail_fast": opts.FailFast, "verify": opts.Verify, "lock_timeout": opts.LockTimeout.String(),
-			"stall_timeout": opts.StallTimeout.String(),
-			"lock_retries":  opts.LockRetries, "max_write_block": opts.MaxWriteBlock.String(), "assume_mbps": opts.AssumeMBps,
-			"lock": opts.Lock, "recheck_locked": opts.RecheckLocked, "diff": opts.Diff, "key": opts.DiffKey, "diff_rows": opts.DiffRows,
-		}}
+	secrets := st.secrets
+	r := jsonReport{Started: st.started, Finished: time.Now(), ExitCode: st.code, Run: st.rep, Options: reportOptions(st)}
 	if err == nil {
 		err = st.runErr
 	}
@@ -72,6 +67,25 @@ func writeReport(st *runState, err error) error {
 		return fmt.Errorf("--report: %w", err)
 	}
 	return nil
+}
+
+// reportOptions are the run's options as the report and the ledger keep
+// them, passwords redacted.
+func reportOptions(st *runState) map[string]any {
+	opts, secrets := st.opts, st.secrets
+	o := map[string]any{
+		"source": copy.Redact(opts.Source, secrets...), "dest": copy.Redact(opts.Dest, secrets...),
+		"tables": opts.Tables, "tables_matching": opts.Matching, "exclude": opts.Exclude, "order": opts.Order,
+		"jobs": opts.Jobs, "fail_fast": opts.FailFast, "verify": opts.Verify, "lock_timeout": opts.LockTimeout.String(),
+		"stall_timeout": opts.StallTimeout.String(),
+		"lock_retries":  opts.LockRetries, "max_write_block": opts.MaxWriteBlock.String(), "assume_mbps": opts.AssumeMBps,
+		"lock": opts.Lock, "recheck_locked": opts.RecheckLocked, "diff": opts.Diff, "key": opts.DiffKey, "diff_rows": opts.DiffRows,
+		"fk_mode": opts.FKMode,
+	}
+	for k, v := range st.ledgerFlags {
+		o[k] = v
+	}
+	return o
 }
 
 // reportArg finds --report FILE in the arguments of a copy or verify

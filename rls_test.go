@@ -41,7 +41,8 @@ func TestRowSecurityRefusedUnlessBypassed(t *testing.T) {
 		ALTER TABLE t ENABLE ROW LEVEL SECURITY;
 		CREATE POLICY mine ON t FOR SELECT TO `+role+` USING (owner = 'me');
 		GRANT SELECT, UPDATE ON t TO `+role)
-	pgtest.Exec(t, dst, schema+"INSERT INTO t VALUES (-1, 'stale'); GRANT SELECT, INSERT, TRUNCATE ON t TO "+role)
+	pgtest.Exec(t, dst, schema+"INSERT INTO t VALUES (-1, 'stale'); GRANT SELECT, INSERT, TRUNCATE ON t TO "+role+
+		"; CREATE SCHEMA lockstep AUTHORIZATION "+role) // where its ledger goes
 	before := snapshot(t, dst)
 	ctx := context.Background()
 	want := `lockstep: source: "public"."t": row-level security policy "mine" would hide rows from role ` + role +

@@ -83,7 +83,7 @@ func TestVerifyDetectsEverySingleChange(t *testing.T) {
 		{"d", "'2024-01-03'"},
 	}
 	for _, m := range mutations {
-		mustRun(t, 0, "copy", "--source", src, "--dest", dst, "--table", "s", "--quiet")
+		mustRun(t, 0, "copy", "--source", src, "--dest", dst, "--table", "s", "--quiet", "--redo")
 		pgtest.Exec(t, dst, fmt.Sprintf("UPDATE s SET %s = %s WHERE id = 1", m.col, m.set))
 		out := mustRun(t, 4, "verify", "--source", src, "--dest", dst, "--table", "s", "--diff")
 		if !strings.Contains(out, "changed: (1) columns "+m.col+"\n") || !strings.Contains(out, "0 missing on the destination, 0 extra on the destination, 1 changed") {

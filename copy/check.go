@@ -24,7 +24,7 @@ import (
 // transient, and Options.RecheckLocked re-checks it once under the locks.
 // Nothing is written anywhere.
 func (p *Plan) Verify(ctx context.Context) (*Report, error) {
-	return execute(ctx, p.opts, p.src, p.dst, p.groups, (*worker).check)
+	return execute(ctx, p.opts, p.src, p.dst, p.groups, nil, (*worker).check)
 }
 
 // check compares a verify plan's unit (its groups hold one each).

@@ -27,7 +27,11 @@ const (
 //
 // xid is the destination transaction's id (read in the round trip that
 // took its locks), by which a commit whose outcome was lost is re-checked.
-func (w *worker) commitPoint(ctx context.Context, u *partition.Group, res *Result, xid int64) (bool, error) {
+//
+// row, when there is a ledger, records the unit: it is inserted in the
+// destination's transaction, in the same round trip as its COMMIT, so that
+// the data and its record commit together or not at all.
+func (w *worker) commitPoint(ctx context.Context, u *partition.Group, res *Result, xid int64, row ledgerRow) (bool, error) {
 	wctx := context.WithoutCancel(ctx)
 	hctx, cancel := context.WithTimeout(wctx, w.opts.commitTimeout+w.opts.recheckTimeout)
 	defer cancel()
@@ -41,7 +45,9 @@ func (w *worker) commitPoint(ctx context.Context, u *partition.Group, res *Resul
 
 	cctx, cancel := context.WithTimeout(wctx, w.opts.commitTimeout)
 	defer cancel()
-	if err := commit(cctx, w.dstConn); err != nil {
+	id, err := commitWith(cctx, w.dstConn, row.sql, row.args)
+	res.ledgerID = id
+	if err != nil {
 		if !uncertain(err) {
 			return false, fmt.Errorf("destination: commit: %w", err)
 		}
@@ -51,7 +57,7 @@ func (w *worker) commitPoint(ctx context.Context, u *partition.Group, res *Resul
 		w.dstConn = nil
 		rctx, cancel := context.WithTimeout(wctx, w.opts.recheckTimeout)
 		defer cancel()
-		committed, terminated, rerr := w.recheck(rctx, xid, pid)
+		committed, terminated, rerr := w.recheck(rctx, xid, pid, row.key)
 		switch {
 		case rerr != nil:
 			return false, fmt.Errorf("destination: commit outcome unknown (%v), and the re-check failed: %v; the destination may hold the copy: verify it", err, rerr)
@@ -61,6 +67,9 @@ func (w *worker) commitPoint(ctx context.Context, u *partition.Group, res *Resul
 			return false, fmt.Errorf("destination: commit failed (%v); re-check: transaction %d aborted, the destination is as before", err, xid)
 		}
 		res.Note = fmt.Sprintf("the connection was lost during the destination's COMMIT (%v); re-check: transaction %d committed", err, xid)
+		if row.sql != "" {
+			res.Note += ", and the ledger holds its row"
+		}
 		w.opts.Logger.Warn("destination commit outcome was unknown; re-check shows it committed",
 			"unit", u.Name(), "xid", xid, "error", err)
 	}
@@ -91,22 +100,40 @@ func (w *worker) commitPoint(ctx context.Context, u *partition.Group, res *Resul
 // pg_terminate_backend only waits for the session to end on PostgreSQL
 // 14+ (its timeout argument); polling pg_stat_activity works on every
 // version, so every version takes the same path.
-func (w *worker) recheck(ctx context.Context, xid int64, pid uint32) (committed, terminated bool, err error) {
+//
+// With a ledger, the unit's success row (unitKey) is looked up too: it is
+// there exactly when the transaction committed. The two must agree.
+func (w *worker) recheck(ctx context.Context, xid int64, pid uint32, unitKey string) (committed, terminated bool, err error) {
 	conn, err := w.dst.connect(ctx)
 	if err != nil {
 		return false, false, err
 	}
 	defer closeConn(ctx, conn)
+	led := w.opts.ledger()
+	_, none := led.(noLedger)
 	for {
-		var status string
+		var status *string
 		if err := conn.QueryRow(ctx, "SELECT pg_catalog.txid_status($1)", xid).Scan(&status); err != nil {
 			return false, terminated, err
 		}
-		switch status {
-		case "committed":
-			return true, terminated, nil
-		case "aborted":
-			return false, terminated, nil
+		if status == nil || *status != "in progress" {
+			if none {
+				if status == nil {
+					return false, terminated, fmt.Errorf("txid_status(%d) is unknown (too old)", xid)
+				}
+				return *status == "committed", terminated, nil
+			}
+			recorded, err := led.Recorded(ctx, conn, unitKey, xid)
+			switch {
+			case err != nil:
+				return false, terminated, err
+			case status == nil:
+				return recorded, terminated, nil
+			case (*status == "committed") != recorded:
+				return false, terminated, fmt.Errorf("transaction %d %s, but the ledger %s its success row", xid, *status,
+					map[bool]string{true: "holds", false: "lacks"}[recorded])
+			}
+			return recorded, terminated, nil
 		}
 		// In progress: the old session still has it open.
 		if _, err := conn.Exec(ctx, "SELECT pg_catalog.pg_terminate_backend($1)", int64(pid)); err != nil {

@@ -189,6 +189,45 @@ func commit(ctx context.Context, conn *pgx.Conn) error {
 	return nil
 }
 
+// commitWith commits like commit, first running sql with args (the unit's
+// ledger row, which returns its id) in the same round trip: both go as
+// one extended-protocol pipeline with one Sync, parameters in text, so no
+// statement description is needed. If the insert fails the server skips
+// the COMMIT, and the transaction is left failed for the caller to roll
+// back; a COMMIT that fails (a deferred constraint) rolls both back. Only
+// an answer of COMMIT to the COMMIT is a commit. Without sql it is commit.
+func commitWith(ctx context.Context, conn *pgx.Conn, sql string, args []any) (int64, error) {
+	if sql == "" {
+		return 0, commit(ctx, conn)
+	}
+	if conn.IsClosed() {
+		return 0, errNotSent
+	}
+	var eqb pgx.ExtendedQueryBuilder
+	if err := eqb.Build(conn.TypeMap(), nil, args); err != nil {
+		return 0, fmt.Errorf("%w: %v", errUnencodable, err)
+	}
+	b := &pgconn.Batch{}
+	b.ExecParams(sql, eqb.ParamValues, nil, eqb.ParamFormats, eqb.ResultFormats)
+	b.ExecParams("COMMIT", nil, nil, nil, nil)
+	res, err := conn.PgConn().ExecBatch(ctx, b).ReadAll()
+	if err != nil {
+		return 0, err
+	}
+	if len(res) != 2 || res[1].CommandTag.String() != "COMMIT" {
+		return 0, errRolledBack
+	}
+	var id int64
+	if len(res[0].Rows) == 1 && len(res[0].Rows[0]) == 1 {
+		id, _ = strconv.ParseInt(string(res[0].Rows[0][0]), 10, 64)
+	}
+	return id, nil
+}
+
+// errUnencodable: the ledger row could not be encoded, so nothing was
+// sent. Certain.
+var errUnencodable = errors.New("the ledger row could not be encoded; COMMIT was not sent")
+
 // errRolledBack: the server answered COMMIT with ROLLBACK. Certain.
 var errRolledBack = errors.New("the transaction had failed and was rolled back")
 
@@ -221,7 +260,7 @@ func closeConn(ctx context.Context, conn *pgx.Conn) {
 // pgconn.SafeToRetry cannot decide it: a connection lost while the answer
 // was awaited comes back as "conn closed", which it deems safe to retry.
 func uncertain(err error) bool {
-	if errors.Is(err, errRolledBack) || errors.Is(err, errNotSent) {
+	if errors.Is(err, errRolledBack) || errors.Is(err, errNotSent) || errors.Is(err, errUnencodable) {
 		return false // never sent, or answered: not committed
 	}
 	var pgErr *pgconn.PgError

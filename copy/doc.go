@@ -25,4 +25,11 @@
 // connection that saw a failed or cancelled statement is discarded. A unit
 // that must follow another (partitions after the group they reference)
 // starts once that one has committed.
+//
+// With a ledger (package ledger, reached through the Ledger interface in
+// ledger.go), a run skips the units whose verified copy the ledger holds,
+// claims each other unit on the destination before it starts, so that
+// several processes share one selection (schedule.go), and writes each
+// unit's success row in the unit's destination transaction, in the same
+// round trip as its COMMIT.
 package copy

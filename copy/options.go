@@ -60,6 +60,11 @@ type Options struct {
 	MaxWriteBlock time.Duration
 	AssumeMBps    float64
 	Logger        *slog.Logger
+	// Ledger, when set, keeps the run's record in the destination (see
+	// package ledger): units earlier runs verified are skipped, units are
+	// claimed so that several processes share one selection, and each
+	// unit's success row commits with its data. nil: none of that.
+	Ledger Ledger
 	// lockstep verify: compare without copying.
 	VerifyOnly    bool     // the plan is for Plan.Verify: check only the privileges that needs
 	Lock          bool     // hold the units' locks while comparing

@@ -26,6 +26,10 @@ type Plan struct {
 	groups   []partition.Group
 	opts     *Options
 	src, dst *side
+	// The ledger's own connection to the destination (claims live on
+	// it), and what the ledger said when the run started; nil without one.
+	ledgerSide *side
+	resume     *resume
 }
 
 // PlannedGroup is one unit of a plan: a table, or the tables copied
@@ -97,9 +101,10 @@ func MakePlan(ctx context.Context, opts Options) (*Plan, error) {
 	if err != nil {
 		return nil, &BadInputError{err}
 	}
+	ledgerSide, _ := parseSide("destination", opts.Dest, opts.StallTimeout)
 	if opts.wrapConn != nil {
-		for _, sd := range []*side{src, dst} {
-			dial, name := sd.cfg.DialFunc, sd.name
+		for label, sd := range map[string]*side{"source": src, "destination": dst, "ledger": ledgerSide} {
+			dial, name := sd.cfg.DialFunc, label
 			sd.cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
 				c, err := dial(ctx, network, addr)
 				if err != nil {
@@ -116,7 +121,7 @@ func MakePlan(ctx context.Context, opts Options) (*Plan, error) {
 		}
 		return nil, &BadInputError{err}
 	}
-	p := &Plan{groups: groups, opts: &opts, src: src, dst: dst, Totals: PlanTotals{Units: len(groups), AssumeMBps: opts.AssumeMBps,
+	p := &Plan{groups: groups, opts: &opts, src: src, dst: dst, ledgerSide: ledgerSide, Totals: PlanTotals{Units: len(groups), AssumeMBps: opts.AssumeMBps,
 		MaxLockQueue: opts.sourceLockTimeout()}}
 	var refused []string
 	for i := range groups {
@@ -135,6 +140,17 @@ func MakePlan(ctx context.Context, opts Options) (*Plan, error) {
 	if len(refused) > 0 {
 		return p, &BadInputError{fmt.Errorf("source: %d unit(s) predicted to block writes longer than --max-write-block %s at %.0f MB/s: %s",
 			len(refused), opts.MaxWriteBlock, opts.AssumeMBps, strings.Join(refused, ", "))}
+	}
+	// The ledger last: it is created (or upgraded) and the run recorded
+	// only once nothing else is wrong.
+	if opts.Ledger != nil && !opts.VerifyOnly {
+		opts.planStage("reading the ledger")
+		if err := p.openLedger(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("%w while opening the ledger: %v", ErrInterrupted, err)
+			}
+			return nil, &BadInputError{err}
+		}
 	}
 	return p, nil
 }
@@ -250,10 +266,17 @@ func (p *Plan) WriteJSON(w io.Writer) error {
 
 // Execute copies the plan's units; see Run.
 func (p *Plan) Execute(ctx context.Context) (*Report, error) {
-	rep, err := execute(ctx, p.opts, p.src, p.dst, p.groups, (*worker).attempt)
+	rep, err := execute(ctx, p.opts, p.src, p.dst, p.groups, p.resume, (*worker).attempt)
 	if cerr := p.checkForeignKeys(ctx, rep); cerr != nil {
 		err = errors.Join(err, cerr)
 		rep.Failed++
+	}
+	if p.resume != nil {
+		led := p.opts.ledger()
+		rep.RunID = led.RunID()
+		if lerr := led.Close(ctx, runOutcome(rep, err), rep.Skipped); lerr != nil {
+			p.opts.Logger.Warn("the ledger did not record the run's outcome", "run", rep.RunID, "error", lerr)
+		}
 	}
 	return rep, err
 }

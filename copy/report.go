@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"lockstep/internal/redact"
+	"lockstep/ledger"
 	"lockstep/partition"
 	"lockstep/verify"
 )
@@ -24,6 +25,9 @@ const (
 	// StatusInterrupted: the run was stopped while the unit ran; it was
 	// rolled back on both sides.
 	StatusInterrupted Status = "interrupted"
+	// StatusSkipped: the ledger holds a verified copy of the unit, made by
+	// an earlier run, or by another process during this one (see Note).
+	StatusSkipped Status = "skipped"
 )
 
 // Result is one unit's outcome and figures.
@@ -62,6 +66,8 @@ type Result struct {
 	// bytes, times and checksum; the group's figures above sum them, and
 	// its locks and writes-blocked time are the group's.
 	Members []Result `json:"members,omitempty"`
+
+	ledgerID int64 // the id of its success row in the ledger
 }
 
 // newResult is a group's result before it runs.
@@ -129,11 +135,28 @@ func ms(d time.Duration) string {
 	return d.Round(100 * time.Millisecond).String()
 }
 
+// runOutcome is a run's outcome as the ledger records it; the worst wins,
+// as in the exit code.
+func runOutcome(r *Report, err error) string {
+	switch {
+	case r.Mismatch > 0 || r.Orphans > 0:
+		return ledger.OutcomeMismatch
+	case r.Failed > 0:
+		return ledger.OutcomeFailed
+	case r.Left+r.Interrupted > 0 || err != nil:
+		return ledger.OutcomeInterrupted
+	}
+	return ledger.OutcomeOK
+}
+
 // String is the unit's one summary line. Names and server messages in it
 // have their control characters escaped (see redact.Control).
 func (r Result) String() string {
 	if r.Status == StatusNotStarted {
 		return fmt.Sprintf("%s %s", r.Status, redact.Control(r.Unit))
+	}
+	if r.Status == StatusSkipped {
+		return fmt.Sprintf("%s %s: %s", r.Status, redact.Control(r.Unit), redact.Control(r.Note))
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s rows=%d bytes=%.1fMB format=%s lock-wait=dst:%s,src:%s writes-blocked=%s (src-held=%s) copy=%s verify=%s %.1fMB/s",
@@ -174,8 +197,13 @@ type Report struct {
 	Mismatch    int           `json:"mismatch"`
 	Left        int           `json:"not_started"`
 	Interrupted int           `json:"interrupted"`
-	Rows        int64         `json:"rows"`
-	Bytes       int64         `json:"bytes"`
+	// Skipped units have a verified copy in the ledger, made by an
+	// earlier run or by another process meanwhile.
+	Skipped int `json:"skipped"`
+	// RunID is the run's id in the ledger (0: --ledger none).
+	RunID int64 `json:"run_id,omitempty"`
+	Rows  int64 `json:"rows"`
+	Bytes int64 `json:"bytes"`
 	// Writes-blocked times of the units that committed.
 	BlockedP50 time.Duration `json:"writes_blocked_p50_ns"`
 	BlockedP95 time.Duration `json:"writes_blocked_p95_ns"`
@@ -201,7 +229,7 @@ func (r *Report) tally() {
 		slices.Sort(blocked)
 		r.BlockedP50, r.BlockedP95, r.BlockedMax = percentile(blocked, 0.50), percentile(blocked, 0.95), percentile(blocked, 1)
 	}()
-	r.OK, r.Failed, r.Mismatch, r.Left, r.Interrupted, r.Rows, r.Bytes = 0, 0, 0, 0, 0, 0, 0
+	r.OK, r.Failed, r.Mismatch, r.Left, r.Interrupted, r.Skipped, r.Rows, r.Bytes = 0, 0, 0, 0, 0, 0, 0, 0
 	for _, u := range r.Units {
 		switch u.Status {
 		case StatusOK:
@@ -217,6 +245,8 @@ func (r *Report) tally() {
 			r.Left++
 		case StatusInterrupted:
 			r.Interrupted++
+		case StatusSkipped:
+			r.Skipped++
 		}
 	}
 }
@@ -229,18 +259,27 @@ func (r *Report) MBps() float64 {
 	return float64(r.Bytes) / 1e6 / r.Elapsed.Seconds()
 }
 
-// Summary is the run's closing line.
+// Summary is the run's closing line; it ends with the run's id in the
+// ledger, when there is one.
 func (r *Report) Summary() string {
-	return fmt.Sprintf("total: %d units ok, %d failed, %d mismatched, %d interrupted, %d not started; rows=%d bytes=%.1fMB in %s (%.1fMB/s); writes blocked p50=%s p95=%s max=%s",
-		r.OK, r.Failed, r.Mismatch, r.Interrupted, r.Left, r.Rows, float64(r.Bytes)/1e6, r.Elapsed.Round(time.Millisecond), r.MBps(),
-		ms(r.BlockedP50), ms(r.BlockedP95), ms(r.BlockedMax))
+	run := ""
+	if r.RunID != 0 {
+		run = fmt.Sprintf(" run=%d", r.RunID)
+	}
+	return fmt.Sprintf("total: %d units ok, %d failed, %d mismatched, %d interrupted, %d not started, %d skipped; rows=%d bytes=%.1fMB in %s (%.1fMB/s); writes blocked p50=%s p95=%s max=%s",
+		r.OK, r.Failed, r.Mismatch, r.Interrupted, r.Left, r.Skipped, r.Rows, float64(r.Bytes)/1e6, r.Elapsed.Round(time.Millisecond), r.MBps(),
+		ms(r.BlockedP50), ms(r.BlockedP95), ms(r.BlockedMax)) + run
 }
 
-// WriteTable prints one row per unit, names escaped as in String.
+// WriteTable prints one row per unit, names escaped as in String; units
+// skipped for a copy in the ledger are only counted (in Summary).
 func (r *Report) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "UNIT	ROWS	MB	FORMAT	LOCK WAIT (DST/SRC)	WRITES BLOCKED	COPY	VERIFY	STATUS	")
 	for _, u := range r.Units {
+		if u.Status == StatusSkipped {
+			continue
+		}
 		fmt.Fprintf(tw, "%s	%d	%.1f	%s	%s/%s	%s	%s	%s	%s	\n", redact.Control(u.Unit), u.Rows, float64(u.Bytes)/1e6, u.Format,
 			ms(u.DestLockWait), ms(u.SourceLockWait), ms(u.WritesBlocked), ms(u.Copy), ms(u.Verify), u.Status)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"lockstep/copy"
 	"lockstep/internal/pgtest"
+	"lockstep/ledger"
 )
 
 // tripCounter counts round trips on the connections of a run: the
@@ -64,9 +65,10 @@ func (c *countedConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-// copyTrips copies n small tables on one worker and returns the round trips
-// on each side.
-func copyTrips(t *testing.T, n int) (src, dst int) {
+// copyTrips copies n small tables on one worker, with a ledger or
+// without, and returns the round trips on each side and on the ledger's
+// own connection.
+func copyTrips(t *testing.T, n int, withLedger bool) (src, dst, led int) {
 	t.Helper()
 	s, d := pgtest.Get(t).NewDBs(t)
 	var schema, rows strings.Builder
@@ -79,22 +81,32 @@ func copyTrips(t *testing.T, n int) (src, dst int) {
 	mustExec(t, s, schema.String()+rows.String())
 	mustExec(t, d, schema.String())
 	o := opts(s, d, names...)
+	if withLedger {
+		o.Ledger = ledger.New(ledger.Config{})
+	}
 	tc := &tripCounter{trips: map[string]int{}}
 	copy.SetConnWrapper(&o, func(side string, c net.Conn) net.Conn { return &countedConn{Conn: c, c: tc, side: side} })
 	mustCopy(t, o)
-	return tc.trips["source"], tc.trips["destination"]
+	return tc.trips["source"], tc.trips["destination"], tc.trips["ledger"]
 }
 
 // The round trips one unit costs on its lock-holding connections, measured
 // as the difference between runs of 1 and 3 units on one worker (planning
-// and connecting cost the same in both).
+// and connecting cost the same in both). The ledger's success row rides in
+// the destination's COMMIT round trip; its claims cost round trips on the
+// ledger's own connection only, none of them while a lock is held.
 func TestRoundTripsPerUnit(t *testing.T) {
 	t.Parallel()
-	s1, d1 := copyTrips(t, 1)
-	s3, d3 := copyTrips(t, 3)
-	src, dst := (s3-s1)/2, (d3-d1)/2
-	t.Logf("round trips per unit: source %d, destination %d", src, dst)
-	if src > 4 || dst > 4 {
-		t.Errorf("round trips per unit: source %d, destination %d; want at most 4 each", src, dst)
+	for _, withLedger := range []bool{false, true} {
+		s1, d1, l1 := copyTrips(t, 1, withLedger)
+		s3, d3, l3 := copyTrips(t, 3, withLedger)
+		src, dst, led := (s3-s1)/2, (d3-d1)/2, (l3-l1)/2
+		t.Logf("ledger %v: round trips per unit: source %d, destination %d, ledger %d", withLedger, src, dst, led)
+		if src > 4 || dst > 4 {
+			t.Errorf("ledger %v: round trips per unit: source %d, destination %d; want at most 4 each", withLedger, src, dst)
+		}
+		if led > 2 {
+			t.Errorf("round trips per unit on the ledger's connection: %d, want at most 2 (claim, release)", led)
+		}
 	}
 }

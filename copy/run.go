@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -118,70 +118,42 @@ func sameDatabase(ctx context.Context, a, b *pgx.Conn) (bool, error) {
 // execute runs the groups on opts.Jobs workers. A failing group does not
 // stop the others (each is atomic on its own), but a group that must follow
 // another (see partition.Group.After) starts only once that one committed.
-func execute(ctx context.Context, opts *Options, src, dst *side, groups []partition.Group, attempt attemptFunc) (*Report, error) {
+// r (nil for a verify) is what the ledger said when the run started:
+// groups it trusts are skipped, and the others are claimed before they
+// start (see scheduler).
+func execute(ctx context.Context, opts *Options, src, dst *side, groups []partition.Group, r *resume, attempt attemptFunc) (*Report, error) {
 	rep := &Report{Started: time.Now(), Units: make([]Result, len(groups))}
-	workers := make(chan *worker, opts.Jobs)
+	s := newScheduler(opts, groups, rep, r)
+	var wg sync.WaitGroup
 	for range opts.Jobs {
-		workers <- &worker{opts: opts, src: src, dst: dst}
-	}
-	finished := make([]chan struct{}, len(groups)) // closed when the group ended
-	committed := make([]atomic.Bool, len(groups))
-	for i := range finished {
-		finished[i] = make(chan struct{})
-	}
-	var g errgroup.Group
-	g.SetLimit(opts.Jobs)
-	var failed atomic.Bool // with FailFast: start nothing more
-	for i := range groups {
-		gr := &groups[i]
-		rep.Units[i] = newResult(gr)
-		if ctx.Err() != nil || failed.Load() {
-			close(finished[i])
-			continue
-		}
-		g.Go(func() error {
-			defer close(finished[i])
-			// Groups this one must follow were started before it, so
-			// waiting here cannot keep them from a worker.
-			for _, a := range gr.After {
-				select {
-				case <-ctx.Done():
-					return nil
-				case <-finished[a]:
+		wg.Go(func() {
+			w := &worker{opts: opts, src: src, dst: dst}
+			defer w.close(ctx)
+			for {
+				i, ok := s.next(ctx)
+				if !ok {
+					return
 				}
-				if !committed[a].Load() {
-					rep.Units[i].Error = fmt.Sprintf("not started: it must follow %s, which did not commit", groups[a].Name())
-					return nil
+				gr := &groups[i]
+				if opts.OnStart != nil {
+					opts.OnStart(gr.Name())
+				}
+				res := w.run(ctx, gr, attempt)
+				// After the unit's record, so that the next claimant
+				// reads it.
+				s.led.Release(ctx, s.keys[i])
+				s.done(i, res)
+				if res.Status == StatusOK {
+					opts.Logger.Debug("unit copied", "unit", res.Unit, "rows", res.Rows, "bytes", res.Bytes)
+				}
+				if opts.OnUnit != nil {
+					opts.OnUnit(res)
 				}
 			}
-			w := <-workers
-			defer func() { workers <- w }()
-			if ctx.Err() != nil || failed.Load() {
-				return nil
-			}
-			if opts.OnStart != nil {
-				opts.OnStart(gr.Name())
-			}
-			r := w.run(ctx, gr, attempt)
-			rep.Units[i] = r
-			committed[i].Store(r.Status == StatusOK)
-			if r.Status != StatusOK && opts.FailFast {
-				failed.Store(true)
-			}
-			if r.Status == StatusOK {
-				opts.Logger.Debug("unit copied", "unit", r.Unit, "rows", r.Rows, "bytes", r.Bytes)
-			}
-			if opts.OnUnit != nil {
-				opts.OnUnit(r)
-			}
-			return nil
 		})
 	}
-	g.Wait()
-	close(workers)
-	for w := range workers {
-		w.close(ctx)
-	}
+	wg.Wait()
+	failed := s.failedFast()
 	rep.Elapsed = time.Since(rep.Started)
 	rep.tally()
 	var errs []error
@@ -190,7 +162,7 @@ func execute(ctx context.Context, opts *Options, src, dst *side, groups []partit
 			errs = append(errs, r.Err)
 		}
 	}
-	if rep.Left+rep.Interrupted > 0 && !failed.Load() {
+	if rep.Left+rep.Interrupted > 0 && !failed {
 		errs = append(errs, fmt.Errorf("%w: %d of %d units rolled back or not started", ErrInterrupted, rep.Left+rep.Interrupted, len(groups)))
 	}
 	return rep, errors.Join(errs...)

@@ -75,7 +75,11 @@ func (w *worker) run(ctx context.Context, g *partition.Group, attempt attemptFun
 		res.Attempts++
 		err := attempt(w, ctx, g, &res)
 		var te *lock.TimeoutError
-		if errors.As(err, &te) && res.Attempts <= w.opts.LockRetries && ctx.Err() == nil {
+		retry := errors.As(err, &te) && res.Attempts <= w.opts.LockRetries && ctx.Err() == nil
+		if err != nil {
+			w.recordFailure(ctx, g, &res, err, retry) // rolled back by now
+		}
+		if retry {
 			pause := lock.Backoff(res.Attempts, w.opts.RetryBackoff, 30*time.Second)
 			log.Warn("lock not granted; retrying", "side", te.Side, "attempt", res.Attempts, "pause", pause, "error", err)
 			if lock.Sleep(ctx, pause) == nil {
@@ -313,8 +317,10 @@ func (w *worker) attempt(ctx context.Context, g *partition.Group, res *Result) (
 		return fmt.Errorf("%w: the source lock may have been released and writes resumed, so the destination was rolled back", err)
 	}
 
-	// 4. One commit point.
-	if done, err = w.commitPoint(ctx, g, res, xid); err != nil {
+	// 4. One commit point. The unit's ledger row is written in the
+	// destination's transaction, in the COMMIT's round trip.
+	row := w.successRow(g, res, xid, time.Since(sg.Sent), sg.Wait)
+	if done, err = w.commitPoint(ctx, g, res, xid, row); err != nil {
 		poisoned = true
 		return err
 	}

@@ -29,6 +29,8 @@ type Unit struct {
 	// DestOnly marks a leaf partition that exists only on the destination
 	// (verify only): Source is empty, and every row of Dest is a difference.
 	DestOnly bool
+	// Shape fingerprints the columns of both sides (see Shape).
+	Shape string
 }
 
 // Name names the unit in messages: the source table, and the destination
@@ -577,7 +579,8 @@ func planUnit(s, d Table, sc, dc *catalog, o Options) (Unit, error) {
 		return Unit{}, err
 	}
 	u := Unit{Source: s, Dest: d, Columns: cols, Skipped: skipped, Binary: binary, FormatWhy: why, Freeze: d.Kind == "r",
-		Estimate: sc.estimates[s.OID], DestTriggers: dc.triggers[d.OID], DestForeignKeys: dc.foreignKeys[d.OID]}
+		Estimate: sc.estimates[s.OID], DestTriggers: dc.triggers[d.OID], DestForeignKeys: dc.foreignKeys[d.OID],
+		Shape: Shape(sc.columns[s.OID], dc.columns[d.OID])}
 
 	if n, ok := sc.counts[s.OID]; ok {
 		u.Estimate.Rows, u.Estimate.Exact = n, true

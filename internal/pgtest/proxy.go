@@ -2,6 +2,7 @@ package pgtest
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -60,6 +61,21 @@ type Message struct {
 // IsQuery matches a simple-protocol query message whose text is sql.
 func IsQuery(sql string) func(Message) bool {
 	return func(m Message) bool { return m.Type == 'Q' && string(m.Body) == sql+"\x00" }
+}
+
+// IsStatement matches a message that sends sql: a simple-protocol query of
+// it, or an extended-protocol Parse of it (as in a pipeline).
+func IsStatement(sql string) func(Message) bool {
+	return func(m Message) bool {
+		switch m.Type {
+		case 'Q':
+			return string(m.Body) == sql+"\x00"
+		case 'P':
+			_, rest, ok := bytes.Cut(m.Body, []byte{0})
+			return ok && bytes.HasPrefix(rest, []byte(sql+"\x00"))
+		}
+		return false
+	}
 }
 
 type rule struct {

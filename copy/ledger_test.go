@@ -1,0 +1,237 @@
+package copy_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"lockstep/copy"
+	"lockstep/internal/pgtest"
+	"lockstep/ledger"
+)
+
+// withLedger gives o a ledger of its own (a ledger serves one run).
+func withLedger(o copy.Options, cfg ledger.Config) copy.Options {
+	o.Ledger = ledger.New(cfg)
+	return o
+}
+
+// statuses lists each unit's status, by name.
+func statuses(rep *copy.Report) string {
+	var s []string
+	for _, u := range rep.Units {
+		s = append(s, fmt.Sprintf("%s=%s", u.Unit, u.Status))
+	}
+	return strings.Join(s, " ")
+}
+
+// run copies o (which may fail) and returns its report.
+func run(t *testing.T, o copy.Options) *copy.Report {
+	t.Helper()
+	rep, err := copy.Run(testCtx(t), o)
+	if rep == nil {
+		t.Fatalf("no report: %v", err)
+	}
+	return rep
+}
+
+// The unit's success row is inserted in its destination transaction, in
+// the COMMIT's round trip: whatever fails between the insert and the
+// commit (a deferred trigger on the ledger or on the data, failing at
+// COMMIT; the insert itself) leaves neither the data nor the row, and the
+// failure is recorded after the rollback. A unit that commits has its
+// row, with its figures.
+func TestLedgerRowCommitsWithTheData(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	schema := `CREATE TABLE seed (id int); CREATE TABLE t (id int PRIMARY KEY, v text);`
+	mustExec(t, src, schema+`INSERT INTO seed VALUES (1); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 1000) g;`)
+	mustExec(t, dst, schema+`INSERT INTO t VALUES (-1, 'before');
+		CREATE FUNCTION no() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION '% says no', TG_ARGV[0]; END $$;`)
+	mustCopy(t, withLedger(opts(src, dst, "seed"), ledger.Config{})) // creates the ledger
+	before := dump(t, dst, "t", "*", "id")
+	okRows := func() string {
+		return pgtest.QueryString(t, dst, `SELECT count(*) FROM lockstep.units WHERE unit_key = '"public"."t"' AND outcome = 'ok'`)
+	}
+	faults := []struct{ name, sql, says string }{
+		{"deferred trigger on the ledger", `CREATE CONSTRAINT TRIGGER fault AFTER INSERT ON lockstep.units DEFERRABLE INITIALLY DEFERRED
+			FOR EACH ROW WHEN (NEW.outcome = 'ok') EXECUTE FUNCTION no('the ledger at commit')`, "the ledger at commit says no"},
+		{"deferred trigger on the data", `CREATE CONSTRAINT TRIGGER fault AFTER INSERT ON t DEFERRABLE INITIALLY DEFERRED
+			FOR EACH ROW WHEN (NEW.id = 500) EXECUTE FUNCTION no('the data at commit')`, "the data at commit says no"},
+		{"the insert fails", `CREATE TRIGGER fault BEFORE INSERT ON lockstep.units
+			FOR EACH ROW WHEN (NEW.outcome = 'ok') EXECUTE FUNCTION no('the insert')`, "the insert says no"},
+	}
+	for _, f := range faults {
+		mustExec(t, dst, f.sql)
+		rep := run(t, withLedger(opts(src, dst, "t"), ledger.Config{}))
+		u := rep.Units[0]
+		if u.Status != copy.StatusFailed || !strings.Contains(u.Error, f.says) {
+			t.Errorf("%s: %s: %s", f.name, u.Status, u.Error)
+		}
+		if got := dump(t, dst, "t", "*", "id"); got != before {
+			t.Errorf("%s: the destination's data committed without its record", f.name)
+		}
+		if n := okRows(); n != "0" {
+			t.Errorf("%s: %s success rows without the data", f.name, n)
+		}
+		failed := pgtest.QueryString(t, dst, `SELECT coalesce(string_agg(error, '; '), '') FROM lockstep.units
+			WHERE unit_key = '"public"."t"' AND outcome = 'failed' AND run_id = $1`, rep.RunID)
+		if !strings.Contains(failed, f.says) {
+			t.Errorf("%s: the failure is not recorded: %q", f.name, failed)
+		}
+		mustExec(t, dst, "DROP TRIGGER fault ON "+strings.Fields(f.sql[strings.Index(f.sql, " ON ")+4:])[0])
+	}
+	rep := mustCopy(t, withLedger(opts(src, dst, "t"), ledger.Config{}))
+	u := rep.Units[0]
+	assertSame(t, src, dst, "t", "*", "id")
+	row := pgtest.QueryString(t, dst, `SELECT rows || ' ' || checksum || ' ' || (dest_xid IS NOT NULL) || ' ' || run_id FROM lockstep.units
+		WHERE unit_key = '"public"."t"' AND outcome = 'ok'`)
+	if want := fmt.Sprintf("1000 %s true %d", u.Checksum, rep.RunID); row != want {
+		t.Errorf("success row %q, want %q", row, want)
+	}
+}
+
+// A run skips the units whose latest record is a verified copy of their
+// current shape, and copies the others again: never copied, failed,
+// changed shape (either side), older than --since, every unit with
+// --redo, and a unit whose predecessor is copied again (its copy empties
+// it).
+func TestResumeSkipsVerifiedUnits(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	schema := `CREATE TABLE a (id int PRIMARY KEY); CREATE TABLE b (id int PRIMARY KEY); CREATE TABLE c (id int PRIMARY KEY);
+		CREATE TABLE customer (id int PRIMARY KEY, name text);
+		CREATE TABLE payment (id int, cid int NOT NULL REFERENCES customer, PRIMARY KEY (id)) PARTITION BY RANGE (id);
+		CREATE TABLE payment_1 PARTITION OF payment FOR VALUES FROM (0) TO (100);
+		CREATE TABLE payment_2 PARTITION OF payment FOR VALUES FROM (100) TO (200);`
+	mustExec(t, src, schema+`INSERT INTO a SELECT generate_series(1, 10); INSERT INTO b SELECT generate_series(1, 20);
+		INSERT INTO c SELECT generate_series(1, 30); INSERT INTO customer SELECT g, 'c' || g FROM generate_series(1, 5) g;
+		INSERT INTO payment SELECT g, 1 + g % 5 FROM generate_series(0, 199) g;`)
+	mustExec(t, dst, schema)
+	base := opts(src, dst, "a", "b", "c", "customer", "payment")
+	base.Order = "name"
+	ctx := testCtx(t)
+	runWith := func(cfg ledger.Config, want string) *copy.Report {
+		t.Helper()
+		p, err := copy.MakePlan(ctx, withLedger(base, cfg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, _ := p.Execute(ctx)
+		if got := statuses(rep); got != want {
+			t.Fatalf("units:\n%s\nwant\n%s", got, want)
+		}
+		if n, _, _ := p.Resumed(); n != rep.Skipped {
+			t.Errorf("resumed %d, skipped %d", n, rep.Skipped)
+		}
+		return rep
+	}
+	all := func(status copy.Status) string {
+		return strings.NewReplacer("S", string(status)).Replace(`"public"."a"=S "public"."b"=S "public"."c"=S "public"."customer"=S "public"."payment_1"=S "public"."payment_2"=S`)
+	}
+	runWith(ledger.Config{}, all(copy.StatusOK))
+	rep := runWith(ledger.Config{}, all(copy.StatusSkipped))
+	if !strings.Contains(rep.Units[0].Note, "verified by run 1 on ") {
+		t.Errorf("skipped unit's note: %q", rep.Units[0].Note)
+	}
+	// A shape change on either side.
+	mustExec(t, dst, "ALTER TABLE b ADD COLUMN note text")
+	mustExec(t, src, "ALTER TABLE c ALTER COLUMN id TYPE bigint")
+	mustExec(t, dst, "ALTER TABLE c ALTER COLUMN id TYPE bigint")
+	runWith(ledger.Config{}, `"public"."a"=skipped "public"."b"=ok "public"."c"=ok "public"."customer"=skipped "public"."payment_1"=skipped "public"."payment_2"=skipped`)
+	// A failure is copied again by the next run.
+	mustExec(t, dst, `CREATE FUNCTION no() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'no'; END $$;
+		CREATE TRIGGER no BEFORE INSERT ON a FOR EACH ROW EXECUTE FUNCTION no();`)
+	runWith(ledger.Config{Redo: true}, strings.Replace(all(copy.StatusOK), `"public"."a"=ok`, `"public"."a"=failed`, 1))
+	mustExec(t, dst, "DROP TRIGGER no ON a")
+	runWith(ledger.Config{}, strings.Replace(all(copy.StatusSkipped), `"public"."a"=skipped`, `"public"."a"=ok`, 1))
+	// --since trusts young copies only.
+	time.Sleep(300 * time.Millisecond)
+	mustExec(t, dst, "ALTER TABLE a ADD COLUMN note text")
+	runWith(ledger.Config{}, strings.Replace(all(copy.StatusSkipped), `"public"."a"=skipped`, `"public"."a"=ok`, 1))
+	runWith(ledger.Config{Since: 250 * time.Millisecond}, strings.Replace(all(copy.StatusOK), `"public"."a"=ok`, `"public"."a"=skipped`, 1))
+	// The customer unit truncates payment: copying it again (its columns
+	// changed) copies the partitions again, verified or not.
+	mustExec(t, dst, "ALTER TABLE customer ADD COLUMN note text")
+	runWith(ledger.Config{}, `"public"."a"=skipped "public"."b"=skipped "public"."c"=skipped "public"."customer"=ok "public"."payment_1"=ok "public"."payment_2"=ok`)
+	for _, table := range []string{"a", "b", "c", "customer", "payment"} {
+		if a, b := count(t, src, table), count(t, dst, table); a != b {
+			t.Errorf("%s: %d rows on the source, %d on the destination", table, a, b)
+		}
+	}
+}
+
+// A unit another live run holds is put back at the end of the queue; when
+// its claim is free again and the other run copied it meanwhile, it is
+// skipped. Two runs started on one selection copy each unit once between
+// them.
+func TestClaimedUnitIsLeftToTheOtherRun(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, slowTrigger)
+	mustExec(t, f.src, `CREATE TABLE t2 (id int PRIMARY KEY); INSERT INTO t2 SELECT generate_series(1, 100);
+		CREATE TABLE t3 (id int PRIMARY KEY); INSERT INTO t3 SELECT generate_series(1, 100);`)
+	mustExec(t, f.dst, `CREATE TABLE t2 (id int PRIMARY KEY); CREATE TABLE t3 (id int PRIMARY KEY);`)
+	mustCopy(t, withLedger(opts(f.src, f.dst, "t2"), ledger.Config{})) // the ledger exists before both start
+	mustExec(t, f.dst, "DELETE FROM lockstep.units")
+	o := opts(f.src, f.dst, "big", "t2", "t3")
+	o.Order = "name" // big first
+	ctx := testCtx(t)
+	first := start(ctx, withLedger(o, ledger.Config{}))
+	waitFor(t, "the first run copying big", func() bool { return copyingRows(t, f.dst) })
+	second := start(ctx, withLedger(o, ledger.Config{}))
+	a, b := <-first, <-second
+	if a.err != nil || b.err != nil {
+		t.Fatalf("first: %v\nsecond: %v", a.err, b.err)
+	}
+	if got := statuses(a.rep); got != `"public"."big"=ok "public"."t2"=skipped "public"."t3"=skipped` {
+		t.Errorf("first run: %s", got)
+	}
+	if got := statuses(b.rep); got != `"public"."big"=skipped "public"."t2"=ok "public"."t3"=ok` {
+		t.Errorf("second run: %s", got)
+	}
+	if n := b.rep.Units[0].Note; !strings.Contains(n, fmt.Sprintf("copied and verified by run %d on ", a.rep.RunID)) {
+		t.Errorf("second run's note on big: %q", n)
+	}
+	if got := pgtest.QueryString(t, f.dst, "SELECT string_agg(unit || ':' || n, ' ' ORDER BY unit) FROM (SELECT unit, count(*) n FROM lockstep.units WHERE outcome = 'ok' GROUP BY unit) x"); got != `"public"."big":1 "public"."t2":1 "public"."t3":1` {
+		t.Errorf("copies: %s", got)
+	}
+	if got := digest(t, f.dst); got != f.srcBefore {
+		t.Errorf("big: %s, want %s", got, f.srcBefore)
+	}
+}
+
+// A destination COMMIT whose answer is lost is re-checked by the
+// transaction's status and by the ledger: the success row is there.
+// One that never arrived is rolled back: no success row, and the failure
+// recorded.
+func TestLostCommitRecheckReadsTheLedger(t *testing.T) {
+	t.Parallel()
+	t.Run("answer lost", func(t *testing.T) {
+		t.Parallel()
+		f := newNetFixture(t, "")
+		cut := f.dp.CutAfter(pgtest.IsStatement("COMMIT"))
+		rep := mustCopy(t, withLedger(f.opts(), ledger.Config{}))
+		within(t, cut, time.Second, "the cut COMMIT")
+		u := rep.Units[0]
+		if !u.Uncertain || !strings.Contains(u.Note, "committed, and the ledger holds its row") {
+			t.Fatalf("uncertain=%v note=%q", u.Uncertain, u.Note)
+		}
+		if n := pgtest.QueryString(t, f.dst, "SELECT count(*) FROM lockstep.units WHERE outcome = 'ok'"); n != "1" {
+			t.Errorf("%s success rows", n)
+		}
+		assertUnlocked(t, f.src, "source")
+	})
+	t.Run("never arrived", func(t *testing.T) {
+		t.Parallel()
+		f := newNetFixture(t, "")
+		cut := f.dp.CutBefore(pgtest.IsStatement("COMMIT"))
+		rep, err := copy.Run(testCtx(t), withLedger(f.opts(), ledger.Config{}))
+		within(t, cut, time.Second, "the swallowed COMMIT")
+		oneFailed(t, runResult{rep, err, time.Now()}, copy.StatusFailed, "lockstep terminated: aborted, the destination is as before")
+		f.assertUntouched(t)
+		if got := pgtest.QueryString(t, f.dst, "SELECT string_agg(outcome, ' ') FROM lockstep.units"); got != "failed" {
+			t.Errorf("ledger rows: %s", got)
+		}
+	})
+}

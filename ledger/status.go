@@ -1,0 +1,322 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Unit is a unit status asks about.
+type Unit struct {
+	Key   string
+	Name  string
+	Shape string // its columns now; "" when unknown (not compared)
+	After []int  // indexes of the units it must follow
+}
+
+// StatusQuery says what status reads.
+type StatusQuery struct {
+	Run   int64         // the units of this run (0: none)
+	Units []Unit        // the units of a selection (nil: none)
+	Since time.Duration // trust only copies this young (0: any)
+	Runs  int           // how many recent runs to list
+}
+
+// RunSummary is one run as status lists it.
+type RunSummary struct {
+	ID       int64      `json:"id"`
+	Started  time.Time  `json:"started"`
+	Finished *time.Time `json:"finished,omitempty"`
+	Host     string     `json:"host"`
+	PID      int        `json:"pid"`
+	Version  string     `json:"lockstep_version"`
+	Units    int        `json:"units"`
+	OK       int        `json:"ok"`
+	Failed   int        `json:"failed"`
+	Skipped  int        `json:"skipped"`
+	Rows     int64      `json:"rows"`
+	Bytes    int64      `json:"bytes"`
+	// Outcome is the recorded outcome, or "running" while the run's
+	// process holds its lock, or "died" when it is gone without one.
+	Outcome string `json:"outcome"`
+}
+
+// States of a unit.
+const (
+	StateVerified   = "verified"
+	StateFailed     = "failed"       // its latest attempt failed or mismatched
+	StateNever      = "never copied" // no attempt recorded
+	StateIncomplete = "incomplete"   // interrupted, unverified, stale, or its columns changed
+)
+
+// UnitState is what the ledger says of one unit.
+type UnitState struct {
+	Unit        string  `json:"unit"`
+	State       string  `json:"state"`
+	Why         string  `json:"why,omitempty"`
+	Verified    *Record `json:"last_verified,omitempty"` // its last verified copy
+	LastFailure *Record `json:"last_failure,omitempty"`
+	InFlight    int64   `json:"in_flight_run,omitempty"` // the run claiming it now
+}
+
+// Status is what the ledger holds about recent runs and some units.
+type Status struct {
+	Schema  string       `json:"schema"`
+	Version int          `json:"version"` // 0: no ledger yet
+	Runs    []RunSummary `json:"runs"`
+	Units   []UnitState  `json:"units,omitempty"`
+	// Counts of the units asked about (with neither a run nor a selection,
+	// of every unit the ledger knows).
+	Verified   int `json:"verified"`
+	Failed     int `json:"failed"`
+	Never      int `json:"never_copied"`
+	Incomplete int `json:"incomplete"`
+}
+
+// ReadStatus reads the ledger in schema through q without changing
+// anything. A destination without a ledger reads as one without runs.
+func ReadStatus(ctx context.Context, q Querier, schema string, sq StatusQuery) (*Status, error) {
+	st := &Status{Schema: schema, Runs: []RunSummary{}}
+	v, err := readVersion(ctx, q, schema)
+	if err != nil {
+		return nil, fmt.Errorf("destination: ledger: %w", err)
+	}
+	st.Version = v
+	if v > Version {
+		return nil, &NewerError{Schema: schema, Found: v, Knows: Version}
+	}
+	if v == 0 {
+		for _, u := range sq.Units {
+			st.Units = append(st.Units, UnitState{Unit: u.Name, State: StateNever})
+			st.Never++
+		}
+		return st, nil
+	}
+	s := quote(schema)
+	if st.Runs, err = readRuns(ctx, q, schema, sq); err != nil {
+		return nil, err
+	}
+	units := sq.Units
+	list := true
+	switch {
+	case sq.Run != 0:
+		units, err = unitsOf(ctx, q, s, "WHERE run_id = $1", sq.Run)
+	case units == nil:
+		units, err = unitsOf(ctx, q, s, "WHERE $1::bigint IS NOT NULL", 0)
+		list = false
+	}
+	if err != nil {
+		return nil, fmt.Errorf("destination: ledger: %w", err)
+	}
+	states, err := unitStates(ctx, q, schema, units, sq.Since)
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range states {
+		switch u.State {
+		case StateVerified:
+			st.Verified++
+		case StateFailed:
+			st.Failed++
+		case StateNever:
+			st.Never++
+		default:
+			st.Incomplete++
+		}
+	}
+	if list {
+		st.Units = states
+	}
+	return st, nil
+}
+
+func readRuns(ctx context.Context, q Querier, schema string, sq StatusQuery) ([]RunSummary, error) {
+	s := quote(schema)
+	limit := sq.Runs
+	if sq.Run != 0 {
+		limit = 1
+	}
+	rows, err := q.Query(ctx, `
+		SELECT r.id, r.started, r.finished, r.host, r.pid, r.lockstep_version, r.units, r.skipped, coalesce(r.outcome, ''),
+			count(u.id) FILTER (WHERE u.outcome = 'ok'),
+			count(u.id) FILTER (WHERE u.outcome IN ('failed', 'mismatch', 'interrupted')),
+			coalesce(sum(u.rows) FILTER (WHERE u.outcome = 'ok'), 0)::bigint,
+			coalesce(sum(u.bytes) FILTER (WHERE u.outcome = 'ok'), 0)::bigint,
+			EXISTS (SELECT FROM pg_catalog.pg_locks l
+				WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+				AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+				AND l.classid = $2::bigint::oid AND l.objid = (r.id & 2147483647)::oid)
+		FROM `+s+`.runs r LEFT JOIN `+s+`.units u ON u.run_id = r.id
+		WHERE $1::bigint = 0 OR r.id = $1
+		GROUP BY r.id ORDER BY r.id DESC LIMIT $3`, sq.Run, int64(runLockKey(schema)), limit)
+	if err != nil {
+		return nil, fmt.Errorf("destination: ledger: runs: %w", err)
+	}
+	defer rows.Close()
+	out := []RunSummary{}
+	for rows.Next() {
+		var r RunSummary
+		var alive bool
+		if err := rows.Scan(&r.ID, &r.Started, &r.Finished, &r.Host, &r.PID, &r.Version, &r.Units, &r.Skipped, &r.Outcome,
+			&r.OK, &r.Failed, &r.Rows, &r.Bytes, &alive); err != nil {
+			return nil, fmt.Errorf("destination: ledger: runs: %w", err)
+		}
+		switch {
+		case r.Outcome != "":
+		case alive:
+			r.Outcome = "running"
+		default:
+			r.Outcome = "died"
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("destination: ledger: runs: %w", err)
+	}
+	if sq.Run != 0 && len(out) == 0 {
+		return nil, &NoRunError{Run: sq.Run, Schema: schema}
+	}
+	return out, nil
+}
+
+// NoRunError says status was asked about a run the ledger does not hold.
+type NoRunError struct {
+	Run    int64
+	Schema string
+}
+
+func (e *NoRunError) Error() string {
+	return fmt.Sprintf("destination: the ledger in schema %s has no run %d", quote(e.Schema), e.Run)
+}
+
+// unitsOf lists the units attempted in the runs where says, in the order
+// of their first attempt, with their latest names.
+func unitsOf(ctx context.Context, q Querier, s, where string, arg int64) ([]Unit, error) {
+	rows, err := q.Query(ctx, `SELECT unit_key, (array_agg(unit ORDER BY id DESC))[1] FROM `+s+`.units `+where+`
+		GROUP BY unit_key ORDER BY min(id)`, arg)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	units := []Unit{}
+	for rows.Next() {
+		var u Unit
+		if err := rows.Scan(&u.Key, &u.Name); err != nil {
+			return nil, err
+		}
+		units = append(units, u)
+	}
+	return units, rows.Err()
+}
+
+// unitStates judges each unit by its latest attempt, as a run's resume
+// would (trusting count or checksum verification).
+func unitStates(ctx context.Context, q Querier, schema string, units []Unit, since time.Duration) ([]UnitState, error) {
+	s := quote(schema)
+	keys := make([]string, len(units))
+	for i, u := range units {
+		keys[i] = u.Key
+	}
+	last, err := latest(ctx, q, s, keys)
+	if err != nil {
+		return nil, fmt.Errorf("destination: ledger: %w", err)
+	}
+	verified, err := latestWhere(ctx, q, s, keys, "u.outcome = 'ok' AND u.verify IN ('checksum', 'count')")
+	if err != nil {
+		return nil, fmt.Errorf("destination: ledger: %w", err)
+	}
+	failure, err := latestWhere(ctx, q, s, keys, "u.outcome <> 'ok'")
+	if err != nil {
+		return nil, fmt.Errorf("destination: ledger: %w", err)
+	}
+	var cutoff *time.Time
+	if since > 0 {
+		var now time.Time
+		if err := q.QueryRow(ctx, "SELECT pg_catalog.now()").Scan(&now); err != nil {
+			return nil, fmt.Errorf("destination: ledger: %w", err)
+		}
+		c := now.Add(-since)
+		cutoff = &c
+	}
+	claims, err := claimsHeld(ctx, q, s)
+	if err != nil {
+		return nil, fmt.Errorf("destination: ledger: claims: %w", err)
+	}
+	out := make([]UnitState, len(units))
+	for i, u := range units {
+		st := UnitState{Unit: u.Name, Verified: verified[i], LastFailure: failure[i], InFlight: claims[ClaimKey(schema, u.Key)]}
+		want := Want{Shape: u.Shape}
+		if u.Shape == "" && last[i] != nil {
+			want.Shape = last[i].Shape
+		}
+		for _, a := range u.After {
+			if verified[a] != nil {
+				want.After = append(want.After, verified[a].ID)
+			}
+		}
+		ok, why := trusted(last[i], want, "count", cutoff)
+		switch r := last[i]; {
+		case ok:
+			st.State = StateVerified
+		case r == nil:
+			st.State = StateNever
+		case r.Outcome == OutcomeFailed || r.Outcome == OutcomeMismatch:
+			st.State, st.Why = StateFailed, why
+		default:
+			st.State, st.Why = StateIncomplete, why
+		}
+		out[i] = st
+	}
+	return out, nil
+}
+
+// latestWhere is latest restricted to the attempts cond admits.
+func latestWhere(ctx context.Context, q Querier, s string, keys []string, cond string) ([]*Record, error) {
+	out := make([]*Record, len(keys))
+	at := make(map[string]int, len(keys))
+	for i, k := range keys {
+		at[k] = i
+	}
+	rows, err := q.Query(ctx, `SELECT k.key, `+recordCols+`
+		FROM pg_catalog.unnest($1::text[]) AS k(key)
+		CROSS JOIN LATERAL (SELECT * FROM `+s+`.units u WHERE u.unit_key = k.key AND `+cond+` ORDER BY u.id DESC LIMIT 1) u
+		JOIN `+s+`.runs r ON r.id = u.run_id`, keys)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var key string
+		var r Record
+		if err := rows.Scan(&key, &r.ID, &r.Run, &r.Host, &r.Outcome, &r.Verify, &r.Finished, &r.Shape, &r.Checksum, &r.Error); err != nil {
+			return nil, err
+		}
+		out[at[key]] = &r
+	}
+	return out, rows.Err()
+}
+
+// claimsHeld maps the claim keys held now in this database to the run
+// holding each (by its ledger connection's backend).
+func claimsHeld(ctx context.Context, q Querier, s string) (map[int64]int64, error) {
+	rows, err := q.Query(ctx, `SELECT (l.classid::bigint << 32) | l.objid::bigint, coalesce(r.id, 0)
+		FROM pg_catalog.pg_locks l
+		LEFT JOIN `+s+`.runs r ON r.backend_pid = l.pid AND r.finished IS NULL
+		WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+		AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[int64]int64{}
+	for rows.Next() {
+		var key, run int64
+		if err := rows.Scan(&key, &run); err != nil {
+			return nil, err
+		}
+		if run != 0 {
+			out[key] = run
+		}
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,23 @@
+package partition
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+)
+
+// Shape fingerprints a unit's columns on both sides: names, types (with
+// modifiers, user types schema-qualified) and whether generated, in
+// catalog order. The ledger keeps it with each copy; a unit whose shape
+// changed since (a column added, dropped, retyped, on either side) is
+// copied again.
+func Shape(src, dst []Column) string {
+	h := sha256.New()
+	for _, cols := range [][]Column{src, dst} {
+		for _, c := range cols {
+			fmt.Fprintf(h, "%q %q %t\n", c.Name, c.Type, c.Generated)
+		}
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}

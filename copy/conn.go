@@ -191,8 +191,9 @@ func commit(ctx context.Context, conn *pgx.Conn) error {
 
 // commitWith commits like commit, first running sql with args (the unit's
 // ledger row, which returns its id) in the same round trip: both go as
-// one extended-protocol pipeline with one Sync, parameters in text, so no
-// statement description is needed. If the insert fails the server skips
+// one extended-protocol pipeline with one Sync, parameters in text. sql
+// runs as the statement prepared when the connection opened
+// (prepareLedgerRow), or else is parsed here. If the insert fails the server skips
 // the COMMIT, and the transaction is left failed for the caller to roll
 // back; a COMMIT that fails (a deferred constraint) rolls both back. Only
 // an answer of COMMIT to the COMMIT is a commit. Without sql it is commit.
@@ -208,7 +209,11 @@ func commitWith(ctx context.Context, conn *pgx.Conn, sql string, args []any) (in
 		return 0, fmt.Errorf("%w: %v", errUnencodable, err)
 	}
 	b := &pgconn.Batch{}
-	b.ExecParams(sql, eqb.ParamValues, nil, eqb.ParamFormats, eqb.ResultFormats)
+	if conn.PgConn().CustomData()[preparedKey] == sql {
+		b.ExecPrepared(ledgerStmt, eqb.ParamValues, eqb.ParamFormats, eqb.ResultFormats)
+	} else {
+		b.ExecParams(sql, eqb.ParamValues, nil, eqb.ParamFormats, eqb.ResultFormats)
+	}
 	b.ExecParams("COMMIT", nil, nil, nil, nil)
 	res, err := conn.PgConn().ExecBatch(ctx, b).ReadAll()
 	if err != nil {

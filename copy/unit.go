@@ -33,6 +33,11 @@ func (w *worker) ensureConns(ctx context.Context) error {
 		if w.dstConn, err = w.dst.connect(ctx); err != nil {
 			return err
 		}
+		if err = w.prepareLedgerRow(ctx, w.dstConn); err != nil {
+			closeConn(ctx, w.dstConn)
+			w.dstConn = nil
+			return err
+		}
 	}
 	if w.srcConn == nil {
 		if w.srcConn, err = w.src.connect(ctx); err != nil {

@@ -465,14 +465,13 @@ func nullable[T comparable](v T) any {
 }
 
 // insert is the statement and arguments that record a. Every parameter
-// is cast, so the statement needs no description round trip (see
-// copy's commit with the ledger row).
+// is cast, so that its type needs no description round trip and its value
+// can be sent as text.
 func (l *Ledger) insert(a *Attempt) (string, []any) {
-	us := func(d time.Duration) int64 { return d.Microseconds() }
-	var members, sums any
-	if len(a.Members) > 0 {
-		members, sums = a.Members, a.MemberChecksums
-	}
+	return l.insertSQL(), l.insertArgs(a)
+}
+
+func (l *Ledger) insertSQL() string {
 	return `INSERT INTO ` + l.schema + `.units (run_id, unit_key, unit, source_relation, dest_relation, members, key_range,
 		outcome, verify, attempt, rows, bytes, checksum, member_checksums, format,
 		dest_lock_wait, source_lock_wait, source_lock_held, writes_blocked, copy_time, verify_time,
@@ -482,20 +481,33 @@ func (l *Ledger) insert(a *Attempt) (string, []any) {
 		$16::bigint * interval '1 microsecond', $17::bigint * interval '1 microsecond', $18::bigint * interval '1 microsecond',
 		$19::bigint * interval '1 microsecond', $20::bigint * interval '1 microsecond', $21::bigint * interval '1 microsecond',
 		$22::timestamptz, $23::bigint, $24::text, $25::text)
-	RETURNING id`,
-		[]any{l.run, a.Key, a.Unit, a.Source, a.Dest, members, nullable(a.KeyRange),
-			a.Outcome, a.Verify, a.Attempt, a.Rows, a.Bytes, nullable(a.Checksum), sums, nullable(a.Format),
-			us(a.DestLockWait), us(a.SourceLockWait), us(a.SourceLockHeld), us(a.WritesBlocked), us(a.Copy), us(a.VerifyTime),
-			nullable(a.Started), nullable(a.DestXID), a.Shape, nullable(redact.Passwords(a.Error, l.cfg.Secrets...))}
+	RETURNING id`
+}
+
+func (l *Ledger) insertArgs(a *Attempt) []any {
+	us := func(d time.Duration) int64 { return d.Microseconds() }
+	var members, sums any
+	if len(a.Members) > 0 {
+		members, sums = a.Members, a.MemberChecksums
+	}
+	return []any{l.run, a.Key, a.Unit, a.Source, a.Dest, members, nullable(a.KeyRange),
+		a.Outcome, a.Verify, a.Attempt, a.Rows, a.Bytes, nullable(a.Checksum), sums, nullable(a.Format),
+		us(a.DestLockWait), us(a.SourceLockWait), us(a.SourceLockHeld), us(a.WritesBlocked), us(a.Copy), us(a.VerifyTime),
+		nullable(a.Started), nullable(a.DestXID), a.Shape, nullable(redact.Passwords(a.Error, l.cfg.Secrets...))}
 }
 
 // Success is the statement (returning the row's id) and arguments that
 // record a successful attempt; the caller runs it inside the unit's
-// destination transaction, right before its COMMIT.
+// destination transaction, right before its COMMIT. The statement is
+// SuccessSQL, the same for every unit of the run, so a caller may prepare
+// it once per connection.
 func (l *Ledger) Success(a *Attempt) (string, []any) {
 	a.Outcome = OutcomeOK
 	return l.insert(a)
 }
+
+// SuccessSQL is the statement Success returns.
+func (l *Ledger) SuccessSQL() string { return l.insertSQL() }
 
 // Failure records a failed attempt in its own transaction on the ledger's
 // connection, after the unit's transactions were rolled back; it is

@@ -286,12 +286,11 @@ func latestWhere(ctx context.Context, q Querier, s string, keys []string, cond s
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var key string
-		var r Record
-		if err := rows.Scan(&key, &r.ID, &r.Run, &r.Host, &r.Outcome, &r.Verify, &r.Finished, &r.Shape, &r.Checksum, &r.Error); err != nil {
+		key, r, err := scanKeyed(rows)
+		if err != nil {
 			return nil, err
 		}
-		out[at[key]] = &r
+		out[at[key]] = r
 	}
 	return out, rows.Err()
 }

@@ -16,8 +16,12 @@
 # --report files (the ledger's success row rides in the COMMIT, inside the
 # lock; its claims do not). One warm-up run creates the ledger.
 #
-# Environment: N=500 ROWS=100 RUNS=5 JOBS=2 BENCH_OUT=DIR LOCKSTEP_BIN=PATH
-# PGSERVER_FSYNC=on (default).
+# FORMAT=text gives the source's tables a varchar column where the
+# destination's is text, so that the units are copied (and read back) in
+# text format instead of binary.
+#
+# Environment: N=500 ROWS=100 RUNS=5 JOBS=2 FORMAT=binary BENCH_OUT=DIR
+# LOCKSTEP_BIN=PATH PGSERVER_FSYNC=on (default).
 
 set -euo pipefail
 export LC_ALL=C
@@ -33,6 +37,12 @@ JOBS=${JOBS:-2}
 
 die() { printf 'bench-ledger: error: %s\n' "$*" >&2; exit 1; }
 say() { printf '==> %s\n' "$*" >&2; }
+FORMAT=${FORMAT:-binary}
+case $FORMAT in
+binary) SRCTYPE=text ;;
+text) SRCTYPE='varchar(40)' ;;
+*) die "FORMAT must be binary or text" ;;
+esac
 usec() { echo "${EPOCHREALTIME/./}"; }
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
@@ -55,11 +65,11 @@ pg_start ledger_dest 0
 SRC=$LEDGER_SOURCE_DSN
 DST=$LEDGER_DEST_DSN
 
-say "$N tables of $ROWS rows on the source, empty on the destination"
-schema=$(for ((i = 0; i < N; i++)); do printf 'CREATE TABLE s%04d (id int PRIMARY KEY, v text);\n' "$i"; done)
+say "$N tables of $ROWS rows on the source, empty on the destination ($FORMAT format)"
+schema() { for ((i = 0; i < N; i++)); do printf 'CREATE TABLE s%04d (id int PRIMARY KEY, v %s);\n' "$i" "$1"; done; }
 rows=$(for ((i = 0; i < N; i++)); do printf "INSERT INTO s%04d SELECT g, md5(g::text) FROM generate_series(1, %d) g;\n" "$i" "$ROWS"; done)
-psql -X -q -v ON_ERROR_STOP=1 "$SRC" <<<"$schema$rows" || die "loading the source failed"
-psql -X -q -v ON_ERROR_STOP=1 "$DST" <<<"$schema" || die "creating the destination tables failed"
+psql -X -q -v ON_ERROR_STOP=1 "$SRC" <<<"$(schema "$SRCTYPE")$rows" || die "loading the source failed"
+psql -X -q -v ON_ERROR_STOP=1 "$DST" <<<"$(schema text)" || die "creating the destination tables failed"
 
 copy() { # copy LABEL ARGS...: one run, its wall time in µs on stdout
     local label=$1 s
@@ -99,7 +109,7 @@ dmed=$(median <<<"$diffs")
 REPORT="$OUT/results.txt"
 {
     echo "lockstep bench-ledger — $(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) CPUs; fsync=${PGSERVER_FSYNC:-on}"
-    echo "$N tables of $ROWS rows, --jobs $JOBS, medians of $RUNS runs (plan included)"
+    echo "$N tables of $ROWS rows, $FORMAT format, --jobs $JOBS, medians of $RUNS runs (plan included)"
     awk -v w="$w" -v wo="$wo" -v n="$N" 'BEGIN {
         printf "--ledger none     %8.2f s\n", wo / 1e6
         printf "ledger (default)  %8.2f s\n", w / 1e6

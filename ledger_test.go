@@ -107,7 +107,7 @@ func TestManyProcessesShareOneSelection(t *testing.T) {
 		t.Run(fmt.Sprint(procs), func(t *testing.T) {
 			src, dst := pgtest.Get(t).NewDBs(t)
 			var schema, rows, slow strings.Builder
-			slow.WriteString(`CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.1); RETURN NULL; END $$;`)
+			slow.WriteString(`CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.2); RETURN NULL; END $$;`)
 			for i := range tables {
 				fmt.Fprintf(&schema, "CREATE TABLE t%02d (id int PRIMARY KEY, v text);", i)
 				fmt.Fprintf(&rows, "INSERT INTO t%02d SELECT g, md5(g::text) FROM generate_series(1, 500) g;", i)

@@ -146,11 +146,10 @@ func TestResumeSkipsVerifiedUnits(t *testing.T) {
 	runWith(ledger.Config{Redo: true}, strings.Replace(all(copy.StatusOK), `"public"."a"=ok`, `"public"."a"=failed`, 1))
 	mustExec(t, dst, "DROP TRIGGER no ON a")
 	runWith(ledger.Config{}, strings.Replace(all(copy.StatusSkipped), `"public"."a"=skipped`, `"public"."a"=ok`, 1))
-	// --since trusts young copies only.
-	time.Sleep(300 * time.Millisecond)
-	mustExec(t, dst, "ALTER TABLE a ADD COLUMN note text")
-	runWith(ledger.Config{}, strings.Replace(all(copy.StatusSkipped), `"public"."a"=skipped`, `"public"."a"=ok`, 1))
-	runWith(ledger.Config{Since: 250 * time.Millisecond}, strings.Replace(all(copy.StatusOK), `"public"."a"=ok`, `"public"."a"=skipped`, 1))
+	// --since trusts young copies only: every copy but a's is made an hour
+	// older.
+	mustExec(t, dst, `UPDATE lockstep.units SET finished = finished - interval '1 hour' WHERE unit <> '"public"."a"'`)
+	runWith(ledger.Config{Since: 30 * time.Minute}, strings.Replace(all(copy.StatusOK), `"public"."a"=ok`, `"public"."a"=skipped`, 1))
 	// The customer unit truncates payment: copying it again (its columns
 	// changed) copies the partitions again, verified or not.
 	mustExec(t, dst, "ALTER TABLE customer ADD COLUMN note text")
@@ -168,18 +167,36 @@ func TestResumeSkipsVerifiedUnits(t *testing.T) {
 // them.
 func TestClaimedUnitIsLeftToTheOtherRun(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, slowTrigger)
+	// The first run's copy of big waits, at its first row, for an
+	// advisory lock the test holds.
+	f := newFixture(t, `CREATE FUNCTION hold() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN IF NEW.id = 1 THEN PERFORM pg_advisory_xact_lock_shared(4242); END IF; RETURN NEW; END $$;
+		CREATE TRIGGER hold BEFORE INSERT ON big FOR EACH ROW EXECUTE FUNCTION hold();`)
 	mustExec(t, f.src, `CREATE TABLE t2 (id int PRIMARY KEY); INSERT INTO t2 SELECT generate_series(1, 100);
 		CREATE TABLE t3 (id int PRIMARY KEY); INSERT INTO t3 SELECT generate_series(1, 100);`)
 	mustExec(t, f.dst, `CREATE TABLE t2 (id int PRIMARY KEY); CREATE TABLE t3 (id int PRIMARY KEY);`)
-	mustCopy(t, withLedger(opts(f.src, f.dst, "t2"), ledger.Config{})) // the ledger exists before both start
-	mustExec(t, f.dst, "DELETE FROM lockstep.units")
+	ctx := testCtx(t)
+	holder := connect(t, f.dst)
+	if _, err := holder.Exec(ctx, "SELECT pg_advisory_lock(4242)"); err != nil {
+		t.Fatal(err)
+	}
 	o := opts(f.src, f.dst, "big", "t2", "t3")
 	o.Order = "name" // big first
-	ctx := testCtx(t)
 	first := start(ctx, withLedger(o, ledger.Config{}))
-	waitFor(t, "the first run copying big", func() bool { return copyingRows(t, f.dst) })
+	waitFor(t, "the first run's copy of big to wait", func() bool {
+		return pgtest.QueryString(t, f.dst, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = 4242") != "0"
+	})
 	second := start(ctx, withLedger(o, ledger.Config{}))
+	waitFor(t, "the second run to copy t2 and t3", func() bool {
+		return pgtest.QueryString(t, f.dst, `SELECT count(*) FROM lockstep.units WHERE outcome = 'ok'
+			AND unit IN ('"public"."t2"', '"public"."t3"')`) == "2"
+	})
+	if got := pgtest.QueryString(t, f.dst, "SELECT count(*) FROM lockstep.units WHERE unit = '\"public\".\"big\"'"); got != "0" {
+		t.Fatalf("big was attempted %s times while the first run held it", got)
+	}
+	if _, err := holder.Exec(ctx, "SELECT pg_advisory_unlock(4242)"); err != nil {
+		t.Fatal(err)
+	}
 	a, b := <-first, <-second
 	if a.err != nil || b.err != nil {
 		t.Fatalf("first: %v\nsecond: %v", a.err, b.err)

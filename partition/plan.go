@@ -188,6 +188,10 @@ type Options struct {
 	Lock        bool     // units will be locked on both sides (copy, or verify --lock)
 	WithKey     bool     // find each unit's key (for pinpointing differences)
 	Key         []string // the key columns to use instead of the primary key
+	// SkipMissing leaves out, without an error, the selected tables the
+	// destination lacks: --create-missing plans the rest before creating
+	// them (see create.go), and a plan of it lists them instead of units.
+	SkipMissing bool
 	// Progress, when set, is told each stage as planning enters it.
 	Progress func(stage string)
 }
@@ -233,6 +237,12 @@ func Plan(ctx context.Context, src, dst Querier, o Options) ([]Unit, error) {
 			return nil, err
 		}
 		all = slices.DeleteFunc(all, func(p tablePair) bool { return drop[p.qualified()] })
+	}
+	if o.SkipMissing { // --create-missing: see create.go
+		n := len(all)
+		if all = slices.DeleteFunc(all, func(p tablePair) bool { return p.d.OID == 0 }); len(all) == 0 && n > 0 {
+			return nil, nil
+		}
 	}
 	var missing []string
 	for _, p := range all {
@@ -302,6 +312,10 @@ func selected(ctx context.Context, src, dst Querier, o Options) ([]tablePair, er
 		for i, n := range o.Tables {
 			if err := usable("source", n, ss[i]); err != nil {
 				return nil, err
+			}
+			if ds[i].OID == 0 && o.SkipMissing { // --create-missing: see create.go
+				pairs = append(pairs, tablePair{s: ss[i], d: ds[i]})
+				continue
 			}
 			if err := usable("destination", n, ds[i]); err != nil {
 				return nil, err

@@ -135,13 +135,23 @@ func selectionFlags() []cli.Flag {
 	}
 }
 
+// createFlags are copy's and plan's flags for creating missing tables.
+func createFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "create-missing", Usage: "create the selected tables the destination lacks (whole partition trees, with the types, sequences, " +
+			"constraints and indexes they need) from the source's definitions, by pg_dump --schema-only, in one transaction, before copying; " +
+			"a plan only lists them. Never alters an existing table"},
+		&cli.StringFlag{Name: "pg-dump", Value: "pg_dump", Usage: "the pg_dump --create-missing runs (major version at least the source's; pg_restore is taken from beside it)"},
+	}
+}
+
 func planCommand(code *int, secrets *[]string) *cli.Command {
 	return &cli.Command{
 		Name:        "plan",
 		Usage:       "print the units a copy would run, locking and changing nothing",
 		UsageText:   "lockstep plan --source DSN --dest DSN (--table NAME | --tables-matching RE | --tables-from FILE) [options]",
 		Description: connHelp + "\n\n" + exitCodesHelp,
-		Flags: append(selectionFlags(),
+		Flags: append(append(selectionFlags(), createFlags()...),
 			&cli.StringFlag{Name: "format", Value: "text", Usage: "text or json"}),
 		Action: func(c *cli.Context) error {
 			opts, err := options(c, secrets)
@@ -239,7 +249,7 @@ func copyCommand(code *int, secrets *[]string) *cli.Command {
 		Usage:       "copy tables (every leaf partition of a partitioned one) from source to destination",
 		UsageText:   "lockstep copy --source DSN --dest DSN (--table NAME | --tables-matching RE | --tables-from FILE) [options]",
 		Description: connHelp + "\n\n" + exitCodesHelp,
-		Flags: append(append(selectionFlags(), runFlags()...),
+		Flags: append(append(append(selectionFlags(), runFlags()...), createFlags()...),
 			&cli.StringFlag{Name: "verify", Value: string(verify.Checksum), Usage: "checksum, count or none"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan and stop (same as lockstep plan)"},
 		),
@@ -286,6 +296,8 @@ func options(c *cli.Context, secrets *[]string) (copy.Options, error) {
 		Verify:        verify.Mode(c.String("verify")),
 		Jobs:          c.Int("jobs"),
 		FailFast:      c.Bool("fail-fast"),
+		CreateMissing: c.Bool("create-missing"),
+		PgDump:        c.String("pg-dump"),
 		Logger:        slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})),
 	}
 	for _, dsn := range []string{opts.Source, opts.Dest} {
@@ -330,7 +342,7 @@ func runPlan(ctx context.Context, opts copy.Options, format string, out, errOut 
 		return exitBadInput, fmt.Errorf("unknown --format %q (want text or json)", format)
 	}
 	meter := startPlanMeter(errOut, isTerminal(errOut), planQuiet)
-	opts.OnPlan = meter.set
+	opts.OnPlan, opts.PlanOnly = meter.set, true
 	p, err := copy.MakePlan(ctx, opts)
 	meter.end()
 	if p != nil {
@@ -349,18 +361,22 @@ func runUnits(ctx context.Context, opts copy.Options, ui *output, reportPath str
 	runPlan func(*copy.Plan, context.Context) (*copy.Report, error)) (int, error) {
 	started := time.Now()
 	meter := startPlanMeter(ui.errOut, ui.tty && !ui.quiet, planQuiet)
-	opts.OnPlan = meter.set
+	var created *copy.Created
+	opts.OnPlan, opts.OnCreate = meter.set, func(c copy.Created) { created = &c }
 	p, err := copy.MakePlan(ctx, opts)
 	meter.end()
+	if created != nil {
+		fmt.Fprintf(ui.out, "created on the destination (--create-missing, %s): %s\n", created.PgDump, created)
+	}
 	if err != nil {
-		writeReport(reportPath, opts, ui.secrets, nil, started, err)
+		writeReport(reportPath, opts, ui.secrets, nil, created, started, err)
 		return exitCode(nil, err), err
 	}
 	ui.begin(ctx, p)
 	opts.OnStart, opts.OnUnit, opts.OnBytes = ui.unitStarted, ui.unitDone, ui.addBytes
 	rep, err := runPlan(p.WithCallbacks(opts.OnStart, opts.OnUnit, opts.OnBytes), ctx)
 	ui.end(rep)
-	if werr := writeReport(reportPath, opts, ui.secrets, rep, started, err); werr != nil {
+	if werr := writeReport(reportPath, opts, ui.secrets, rep, created, started, err); werr != nil {
 		fmt.Fprintf(ui.errOut, "lockstep: %s\n", werr)
 	}
 	return exitCode(rep, err), nil
@@ -393,14 +409,15 @@ type jsonReport struct {
 	ExitCode int            `json:"exit_code"`
 	Error    string         `json:"error,omitempty"`
 	Options  map[string]any `json:"options"`
+	Created  *copy.Created  `json:"created_on_destination,omitempty"` // by --create-missing
 	Run      *copy.Report   `json:"run,omitempty"`
 }
 
-func writeReport(path string, opts copy.Options, secrets []string, rep *copy.Report, started time.Time, runErr error) error {
+func writeReport(path string, opts copy.Options, secrets []string, rep *copy.Report, created *copy.Created, started time.Time, runErr error) error {
 	if path == "" {
 		return nil
 	}
-	r := jsonReport{Started: started, Finished: time.Now(), ExitCode: exitCode(rep, runErr), Run: rep,
+	r := jsonReport{Started: started, Finished: time.Now(), ExitCode: exitCode(rep, runErr), Run: rep, Created: created,
 		Options: map[string]any{
 			"source": copy.Redact(opts.Source, secrets...), "dest": copy.Redact(opts.Dest, secrets...),
 			"tables": opts.Tables, "tables_matching": opts.Matching, "exclude": opts.Exclude, "order": opts.Order,
@@ -408,6 +425,7 @@ func writeReport(path string, opts copy.Options, secrets []string, rep *copy.Rep
 			"stall_timeout": opts.StallTimeout.String(),
 			"lock_retries":  opts.LockRetries, "max_write_block": opts.MaxWriteBlock.String(), "assume_mbps": opts.AssumeMBps,
 			"lock": opts.Lock, "recheck_locked": opts.RecheckLocked, "diff": opts.Diff, "key": opts.DiffKey, "diff_rows": opts.DiffRows,
+			"create_missing": opts.CreateMissing, "pg_dump": opts.PgDump,
 		}}
 	if runErr != nil {
 		r.Error = oneLine(copy.Redact(runErr.Error(), secrets...))

@@ -64,6 +64,17 @@ type Options struct {
 
 	hashFunc string // row hash the servers share for the diff: md5, or sha256
 
+	// CreateMissing creates the selected tables the destination lacks, from
+	// the source's definitions, before the units are planned (create.go).
+	CreateMissing bool
+	PgDump        string // the pg_dump to run (default: pg_dump on PATH)
+	// PlanOnly says the plan will only be printed: CreateMissing then
+	// lists what it would create and creates nothing.
+	PlanOnly bool
+	// OnCreate, when set, is told what CreateMissing created, right after.
+	OnCreate    func(Created)
+	skipMissing bool // plan without the tables the destination lacks
+
 	// OnPlan, when set, is called as planning enters each stage
 	// (connecting, self-test, resolving names, ...), from the planning
 	// goroutine.
@@ -152,6 +163,9 @@ func (o *Options) Validate() error {
 	}
 	if o.DiffRows < 1 {
 		return fmt.Errorf("diff rows %d: must be at least 1", o.DiffRows)
+	}
+	if o.CreateMissing && o.VerifyOnly {
+		return errors.New("--create-missing goes with copy and plan, not verify")
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

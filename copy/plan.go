@@ -18,6 +18,9 @@ import (
 // thousands of units holds each unit's facts once.
 type Plan struct {
 	Totals PlanTotals
+	// Created is what --create-missing created before planning or, in a
+	// plan that is only printed, would create (nil: nothing).
+	Created *Created
 
 	units    []partition.Unit
 	opts     *Options
@@ -75,14 +78,19 @@ func MakePlan(ctx context.Context, opts Options) (*Plan, error) {
 	if err != nil {
 		return nil, &BadInputError{err}
 	}
-	units, err := plan(ctx, src, dst, &opts)
+	created, err := createMissing(ctx, src, dst, &opts) // --create-missing: see create.go
+	var units []partition.Unit
+	if err == nil {
+		units, err = plan(ctx, src, dst, &opts)
+	}
 	if err != nil {
+		err = created.stay(err)
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("%w while planning: %v", ErrInterrupted, err)
 		}
 		return nil, &BadInputError{err}
 	}
-	p := &Plan{units: units, opts: &opts, src: src, dst: dst, Totals: PlanTotals{Units: len(units), AssumeMBps: opts.AssumeMBps,
+	p := &Plan{units: units, opts: &opts, src: src, dst: dst, Created: created, Totals: PlanTotals{Units: len(units), AssumeMBps: opts.AssumeMBps,
 		MaxLockQueue: opts.sourceLockTimeout()}}
 	var refused []string
 	for i := range units {
@@ -99,8 +107,8 @@ func MakePlan(ctx context.Context, opts Options) (*Plan, error) {
 	}
 	p.Totals.Refused = len(refused)
 	if len(refused) > 0 {
-		return p, &BadInputError{fmt.Errorf("source: %d unit(s) predicted to block writes longer than --max-write-block %s at %.0f MB/s: %s",
-			len(refused), opts.MaxWriteBlock, opts.AssumeMBps, strings.Join(refused, ", "))}
+		return p, &BadInputError{created.stay(fmt.Errorf("source: %d unit(s) predicted to block writes longer than --max-write-block %s at %.0f MB/s: %s",
+			len(refused), opts.MaxWriteBlock, opts.AssumeMBps, strings.Join(refused, ", ")))}
 	}
 	return p, nil
 }
@@ -132,7 +140,15 @@ func (p *Plan) WriteJSON(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	enc := json.NewEncoder(bw)
 	enc.SetIndent("  ", "  ")
-	bw.WriteString("{\n  \"units\": [")
+	bw.WriteString("{\n")
+	if p.Created != nil { // --create-missing
+		bw.WriteString("  \"create_missing\": ")
+		if err := enc.Encode(p.Created); err != nil {
+			return err
+		}
+		bw.WriteString("  ,\n")
+	}
+	bw.WriteString("  \"units\": [")
 	for i := range p.units {
 		if i > 0 {
 			bw.WriteString(",")
@@ -160,6 +176,7 @@ func mb(b int64) string { return fmt.Sprintf("%.1f", float64(b)/1e6) }
 // WriteText prints the plan as a table, details under each unit, and
 // totals.
 func (p *Plan) WriteText(w io.Writer) error {
+	p.Created.writeText(w) // --create-missing: see create.go
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "UNIT\tEST ROWS\tEST MB\tFORMAT\tFREEZE\tWRITES BLOCKED (PREDICTED)\t")
 	for i := range p.units {

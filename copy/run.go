@@ -96,6 +96,7 @@ func plan(ctx context.Context, src, dst *side, opts *Options) ([]partition.Unit,
 		WithKey:     opts.Diff,
 		Key:         opts.DiffKey,
 		Progress:    opts.OnPlan,
+		SkipMissing: opts.skipMissing, // --create-missing: see create.go
 	})
 }
 

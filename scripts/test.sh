@@ -109,7 +109,7 @@ fi
 export PATH="$bindir:$PATH"
 
 missing=()
-for tool in psql pgbench; do
+for tool in psql pgbench pg_dump pg_restore; do
 	command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -125,7 +125,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 	done
 fi
 echo "server binaries: $bindir ($("$bindir/initdb" --version))"
-echo "psql: $(command -v psql), pgbench: $(command -v pgbench)"
+echo "psql: $(command -v psql), pgbench: $(command -v pgbench), pg_dump: $(command -v pg_dump) ($(pg_dump --version))"
 if is_root; then
 	echo "running as root: test servers run as the postgres (or nobody) user"
 fi

@@ -18,6 +18,11 @@
 // heartbeats, and each session carries keepalives and an idle timeout, all
 // derived from one stall timeout (liveness.go).
 //
+// With --create-missing, before the units are planned, the selected tables
+// the destination lacks are created there from pg_dump's definitions of the
+// source's, in one destination transaction, once every check that needs no
+// such table has passed (create.go).
+//
 // Units run on workers, each with its own source and destination
 // connection; a connection that saw a failed or cancelled statement is
 // discarded.

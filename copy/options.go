@@ -52,6 +52,9 @@ type Options struct {
 	// FKMode says how foreign keys that reference selected tables are
 	// handled (partition.FKGroup by default).
 	FKMode partition.FKMode
+	// DisableTriggers disables the destination tables' user triggers while
+	// a unit loads them (pg_dump's --disable-triggers, for user triggers).
+	DisableTriggers bool
 	// CheckFKs, after a --fk-mode replica run, counts the orphans of the
 	// foreign keys the copy did not check.
 	CheckFKs bool

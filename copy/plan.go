@@ -173,7 +173,7 @@ func (p *Plan) planned(gi, m int) PlannedUnit {
 		Group: gi, Unit: u.Name(), Source: u.Source.String(), Dest: u.Dest.String(),
 		EstRows: u.Estimate.Rows, RowsCounted: u.Estimate.Exact, EstBytes: u.Estimate.Bytes,
 		Format: u.Format(), FormatWhy: u.FormatWhy, Freeze: u.Freeze, Columns: u.Columns, Skipped: u.Skipped,
-		DestTriggers: u.DestTriggers, DestForeignKeys: u.DestForeignKeys,
+		DestTriggers: u.TriggerNames(), DestForeignKeys: u.DestForeignKeys,
 		Locks:      []string{"destination: ACCESS EXCLUSIVE on " + u.Dest.String(), "source: EXCLUSIVE on " + u.Source.String()},
 		WriteBlock: p.writeBlock(g.Estimate().Bytes),
 	}
@@ -298,7 +298,11 @@ func (p *Plan) WriteText(w io.Writer) error {
 				fmt.Fprintf(w, "  columns skipped: %s\n", redact.Control(strings.Join(u.Skipped, ", ")))
 			}
 			if len(u.DestTriggers) > 0 {
-				fmt.Fprintf(w, "  destination triggers (they fire for every row copied): %s\n", redact.Control(strings.Join(u.DestTriggers, ", ")))
+				how := "they fire for every row copied"
+				if p.opts.DisableTriggers {
+					how = "disabled while the copy loads the table (--disable-triggers)"
+				}
+				fmt.Fprintf(w, "  destination triggers (%s): %s\n", how, redact.Control(strings.Join(u.DestTriggers, ", ")))
 			}
 			if len(u.DestForeignKeys) > 0 {
 				fmt.Fprintf(w, "  destination foreign keys (checked for every row copied): %s\n", redact.Control(strings.Join(u.DestForeignKeys, ", ")))

@@ -88,15 +88,16 @@ func plan(ctx context.Context, src, dst *side, opts *Options) ([]partition.Group
 		return nil, err
 	}
 	return partition.Plan(ctx, sc.conn, dc.conn, partition.Options{
-		Selection:   opts.Selection,
-		SameMajor:   sameMajor,
-		ExactCounts: opts.ExactCounts,
-		Copy:        !opts.VerifyOnly,
-		Lock:        !opts.VerifyOnly || opts.Lock || opts.RecheckLocked,
-		WithKey:     opts.Diff,
-		Key:         opts.DiffKey,
-		FKMode:      opts.FKMode,
-		Progress:    opts.OnPlan,
+		Selection:       opts.Selection,
+		SameMajor:       sameMajor,
+		ExactCounts:     opts.ExactCounts,
+		Copy:            !opts.VerifyOnly,
+		Lock:            !opts.VerifyOnly || opts.Lock || opts.RecheckLocked,
+		WithKey:         opts.Diff,
+		Key:             opts.DiffKey,
+		FKMode:          opts.FKMode,
+		DisableTriggers: opts.DisableTriggers,
+		Progress:        opts.OnPlan,
 	})
 }
 

@@ -182,6 +182,10 @@ func (w *worker) destBegin(g *partition.Group) (before, after []string) {
 		before = append(before, "SET LOCAL session_replication_role = replica")
 	}
 	after = []string{replaceSQL(g)}
+	if w.opts.DisableTriggers {
+		disable, _ := triggersSQL(g)
+		after = append(after, disable...)
+	}
 	if g.Deferred {
 		after = append(after, "SET CONSTRAINTS ALL DEFERRED")
 	}
@@ -298,6 +302,13 @@ func (w *worker) attempt(ctx context.Context, g *partition.Group, res *Result) (
 			return err
 		}
 	}
+	if w.opts.DisableTriggers {
+		if _, enable := triggersSQL(g); len(enable) > 0 {
+			if err := w.step(ctx, w.dst, w.dstConn, "re-enable triggers", strings.Join(enable, "; ")); err != nil {
+				return err
+			}
+		}
+	}
 	// The source session must still hold its lock now: if it died after
 	// the stream, writes to the source table may have resumed, and
 	// committing the destination would publish a copy they are missing.
@@ -351,10 +362,10 @@ func (w *worker) member(ctx context.Context, u *partition.Unit, m *Result, hb **
 		return fmt.Errorf("%w; rolled back", err)
 	}
 	if err := verify.Compare(u.Name(), w.opts.Verify, srcSum, dstSum); err != nil {
-		return fmt.Errorf("%w%s; rolled back", err, triggerHint(u))
+		return fmt.Errorf("%w%s; rolled back", err, w.triggerHint(u))
 	}
 	if loaded != srcSum.Rows {
-		return fmt.Errorf("%w%s; rolled back", &verify.MismatchError{Unit: u.Name(), Mode: verify.None, Source: srcSum, Dest: verify.Sum{Rows: loaded}}, triggerHint(u))
+		return fmt.Errorf("%w%s; rolled back", &verify.MismatchError{Unit: u.Name(), Mode: verify.None, Source: srcSum, Dest: verify.Sum{Rows: loaded}}, w.triggerHint(u))
 	}
 	if w.opts.Verify == verify.Checksum {
 		m.Checksum = srcSum.Checksum()
@@ -363,14 +374,55 @@ func (w *worker) member(ctx context.Context, u *partition.Unit, m *Result, hb **
 	return nil
 }
 
-// triggerHint explains a mismatch that destination triggers may have
-// caused: they run for every row COPY loads.
-func triggerHint(u *partition.Unit) string {
-	if len(u.DestTriggers) == 0 {
+// triggerHint explains a mismatch: what COPY stores can differ from what
+// it was sent only through the destination's BEFORE INSERT row triggers
+// (rules do not apply to COPY), so when the table has such triggers and
+// they fired, they changed or dropped rows.
+func (w *worker) triggerHint(u *partition.Unit) string {
+	if w.opts.DisableTriggers {
 		return ""
 	}
-	return fmt.Sprintf(" (the destination table has trigger(s) %s, which fire for every row copied and may have changed or dropped rows)",
-		strings.Join(u.DestTriggers, ", "))
+	var names []string
+	for _, t := range u.DestTriggers {
+		if t.BeforeRow && t.Fires() {
+			names = append(names, t.Name)
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (destination trigger %s changed or dropped rows as they were loaded; --disable-triggers copies without them)",
+		strings.Join(names, ", "))
+}
+
+// triggersSQL is what --disable-triggers runs on the destination: before
+// loading, every user trigger of the group's tables disabled; before the
+// commit, exactly those that were enabled enabled again in their own mode.
+// Both run inside the unit's transaction, so no other session ever sees
+// them disabled (it could not touch the locked tables anyway).
+func triggersSQL(g *partition.Group) (disable, enable []string) {
+	for _, u := range g.Units {
+		fires := false
+		for _, t := range u.DestTriggers {
+			var mode string
+			switch t.Enabled {
+			case "O":
+				mode = "ENABLE"
+			case "A":
+				mode = "ENABLE ALWAYS"
+			case "R":
+				mode = "ENABLE REPLICA"
+			default:
+				continue
+			}
+			fires = true
+			enable = append(enable, fmt.Sprintf("ALTER TABLE %s %s TRIGGER %s", only(u.Dest), mode, pgx.Identifier{t.Name}.Sanitize()))
+		}
+		if fires {
+			disable = append(disable, fmt.Sprintf("ALTER TABLE %s DISABLE TRIGGER USER", only(u.Dest)))
+		}
+	}
+	return disable, enable
 }
 
 // WriteBlockError says a unit would have blocked writes to its source

@@ -12,6 +12,18 @@ import (
 	"lockstep/verify"
 )
 
+// TriggerNames lists the destination's user triggers.
+func (u Unit) TriggerNames() []string {
+	out := make([]string, len(u.DestTriggers))
+	for i, t := range u.DestTriggers {
+		out[i] = t.Name
+		if !t.Fires() {
+			out[i] += " (disabled)"
+		}
+	}
+	return out
+}
+
 // Unit is one table (or leaf partition) to copy, with everything decided
 // before anything is locked.
 type Unit struct {
@@ -22,7 +34,7 @@ type Unit struct {
 	FormatWhy       string // why binary or text
 	Freeze          bool   // COPY FREEZE is possible after TRUNCATE
 	Estimate        Estimate
-	DestTriggers    []string           // user triggers on the destination table
+	DestTriggers    []Trigger          // user triggers on the destination table
 	DestForeignKeys []string           // foreign keys of the destination table
 	Key             []verify.KeyColumn // with Options.WithKey: the key that pinpoints rows
 	NoKey           string             // with Options.WithKey: why there is no key
@@ -189,6 +201,9 @@ type Options struct {
 	WithKey     bool     // find each unit's key (for pinpointing differences)
 	Key         []string // the key columns to use instead of the primary key
 	FKMode      FKMode   // how foreign keys referencing selected tables are handled (copy only)
+	// DisableTriggers: the copy disables the destination tables' user
+	// triggers while it loads them; the role must be able to.
+	DisableTriggers bool
 	// Progress, when set, is told each stage as planning enters it.
 	Progress func(stage string)
 }
@@ -462,13 +477,13 @@ type catalog struct {
 	columns     map[uint32][]Column
 	privileges  map[uint32]privileges
 	role        string
-	rowSecurity map[uint32]error    // the tables whose row-level security would hide rows
-	fks         *fkGraph            // destination, for a copy
-	triggers    map[uint32][]string // destination
-	foreignKeys map[uint32][]string // destination
-	estimates   map[uint32]Estimate // source; destination for destination-only leaves
-	counts      map[uint32]int64    // source, with ExactCounts
-	indexes     map[uint32][]index  // source, with WithKey
+	rowSecurity map[uint32]error     // the tables whose row-level security would hide rows
+	fks         *fkGraph             // destination, for a copy
+	triggers    map[uint32][]Trigger // destination
+	foreignKeys map[uint32][]string  // destination
+	estimates   map[uint32]Estimate  // source; destination for destination-only leaves
+	counts      map[uint32]int64     // source, with ExactCounts
+	indexes     map[uint32][]index   // source, with WithKey
 }
 
 // readCatalogs reads both sides' catalogs for the units' tables, a fixed
@@ -581,6 +596,15 @@ func planUnit(s, d Table, sc, dc *catalog, o Options) (Unit, error) {
 
 	if n, ok := sc.counts[s.OID]; ok {
 		u.Estimate.Rows, u.Estimate.Exact = n, true
+	}
+	if o.DisableTriggers {
+		for _, t := range u.DestTriggers {
+			if t.Fires() && !t.Alterable {
+				return Unit{}, &SchemaError{Side: "destination", Table: d.String(),
+					Why: fmt.Sprintf("--disable-triggers: role %s may not disable trigger %s (ALTER TABLE … DISABLE TRIGGER needs the table's owner or a superuser)",
+						dc.role, quoteList([]string{t.Name}))}
+			}
+		}
 	}
 	if o.WithKey {
 		if u.Key, u.NoKey, err = Key(s, sc.indexes[s.OID], o.Key); err != nil {

@@ -6,7 +6,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,10 +17,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/urfave/cli/v2"
 
 	"lockstep/copy"
+	"lockstep/internal/redact"
 	"lockstep/partition"
 	"lockstep/verify"
 )
@@ -62,8 +61,7 @@ func main() {
 
 // run is the whole program but for the process: tests call it directly.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	code := exitOK
-	secrets := []string{os.Getenv("PGPASSWORD")}
+	st := &runState{started: time.Now(), secrets: argSecrets(args)}
 	app := &cli.App{
 		Name:  "lockstep",
 		Usage: "move PostgreSQL tables between servers under locks, verified, with one commit point",
@@ -75,7 +73,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		Writer:                stdout,
 		ErrWriter:             stderr,
 		ExitErrHandler:        func(*cli.Context, error) {},
-		Commands:              []*cli.Command{copyCommand(&code, &secrets), planCommand(&code, &secrets), verifyCommand(&code, &secrets)},
+		Commands:              []*cli.Command{copyCommand(st), planCommand(st), verifyCommand(st)},
 		// cli's own help flag is one package-global value that every parse
 		// writes to; each app and command gets its own instead.
 		HideHelp: true,
@@ -87,24 +85,42 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return cli.ShowAppHelp(c)
 		},
 	}
+	// A flag error is one line on stderr through the redaction, like every
+	// other error: cli's own usage message would print the flag's value
+	// (perhaps a connection string with its password) unredacted.
+	app.OnUsageError = usageError
 	for _, cmd := range app.Commands {
+		cmd.OnUsageError = usageError
 		cmd.HideHelp = true
 		cmd.Flags = append(cmd.Flags, helpFlag())
 		action := cmd.Action
 		cmd.Action = func(c *cli.Context) error {
+			st.parsed, st.report = true, c.String("report")
 			if c.Bool("help") {
 				return cli.ShowCommandHelp(c, c.Command.Name)
 			}
 			return action(c)
 		}
 	}
-	if err := app.RunContext(ctx, args); err != nil {
-		fmt.Fprintf(stderr, "lockstep: %s\n", oneLine(copy.Redact(err.Error(), secrets...)))
-		if code == exitOK {
-			code = exitBadInput // flag parsing and other usage errors
+	err := app.RunContext(ctx, args)
+	if err != nil {
+		fmt.Fprintf(stderr, "lockstep: %s\n", redact.Control(oneLine(copy.Redact(err.Error(), st.secrets...))))
+		if st.code == exitOK {
+			st.code = exitBadInput // flag parsing and other usage errors
 		}
 	}
-	return code
+	// The report is written for every exit, flag errors included.
+	if !st.parsed {
+		st.report = reportArg(args)
+	}
+	if werr := writeReport(st, err); werr != nil {
+		fmt.Fprintf(stderr, "lockstep: %s\n", redact.Control(oneLine(werr.Error())))
+	}
+	return st.code
+}
+
+func usageError(_ *cli.Context, err error, _ bool) error {
+	return fmt.Errorf("%w (see --help)", err)
 }
 
 func helpFlag() cli.Flag {
@@ -130,6 +146,9 @@ func selectionFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "exclude", Usage: "drop units whose schema.table matches this POSIX regex (repeatable)"},
 		&cli.StringFlag{Name: "order", Value: string(partition.BySize), Usage: "size (largest first) or name"},
 		&cli.BoolFlag{Name: "exact-counts", Usage: "plan with count(*) of each unit instead of catalog estimates"},
+		&cli.StringFlag{Name: "fk-mode", Value: string(partition.FKGroup), Usage: "tables that foreign keys tie together: group (copied as one unit; " +
+			"partitions of a referencing partitioned table follow one by one), group-strict (partitions stay in the group), " +
+			"or replica (each table alone, foreign keys unchecked; superuser)"},
 		&cli.DurationFlag{Name: "max-write-block", Usage: "refuse units predicted to block source writes longer; roll back a unit that does"},
 		&cli.Float64Flag{Name: "assume-mbps", Value: copy.DefaultAssumeMBps, Usage: "copy rate (MB of table per second) for predicted write-block times"},
 	}
@@ -145,7 +164,7 @@ func createFlags() []cli.Flag {
 	}
 }
 
-func planCommand(code *int, secrets *[]string) *cli.Command {
+func planCommand(st *runState) *cli.Command {
 	return &cli.Command{
 		Name:        "plan",
 		Usage:       "print the units a copy would run, locking and changing nothing",
@@ -154,11 +173,11 @@ func planCommand(code *int, secrets *[]string) *cli.Command {
 		Flags: append(append(selectionFlags(), createFlags()...),
 			&cli.StringFlag{Name: "format", Value: "text", Usage: "text or json"}),
 		Action: func(c *cli.Context) error {
-			opts, err := options(c, secrets)
+			opts, err := options(c, st)
 			if err != nil {
 				return err
 			}
-			*code, err = runPlan(c.Context, opts, c.String("format"), c.App.Writer, c.App.ErrWriter)
+			st.code, err = runPlan(c.Context, opts, c.String("format"), c.App.Writer, c.App.ErrWriter)
 			return err
 		},
 	}
@@ -185,7 +204,7 @@ func newOutput(c *cli.Context, secrets []string, line func(copy.Result) string) 
 		interval: c.Duration("progress-interval"), secrets: secrets, tty: isTerminal(c.App.ErrWriter)}
 }
 
-func verifyCommand(code *int, secrets *[]string) *cli.Command {
+func verifyCommand(st *runState) *cli.Command {
 	return &cli.Command{
 		Name:  "verify",
 		Usage: "compare tables on source and destination (count and checksum), optionally pinpointing differing rows",
@@ -206,22 +225,23 @@ func verifyCommand(code *int, secrets *[]string) *cli.Command {
 			&cli.StringFlag{Name: "diff-sql", Usage: "write statements that would repair the destination to this file (not executed)"},
 		),
 		Action: func(c *cli.Context) error {
-			opts, err := options(c, secrets)
+			opts, err := options(c, st)
 			if err != nil {
 				return err
 			}
 			opts.Verify = verify.Mode(c.String("mode"))
-			if opts.Verify == verify.None {
-				return fmt.Errorf("--mode none verifies nothing (want checksum or count)")
-			}
 			opts.VerifyOnly, opts.Lock, opts.RecheckLocked = true, c.Bool("lock"), c.Bool("recheck-locked")
 			opts.Diff, opts.DiffKey, opts.DiffRows = c.Bool("diff"), c.StringSlice("key"), c.Int("diff-rows")
 			opts.RepairSQL = c.String("diff-sql") != ""
+			st.opts = opts
+			if opts.Verify == verify.None {
+				return fmt.Errorf("--mode none verifies nothing (want checksum or count)")
+			}
 			if (len(opts.DiffKey) > 0 || opts.RepairSQL) && !opts.Diff {
 				return fmt.Errorf("--key and --diff-sql go with --diff")
 			}
-			ui := newOutput(c, *secrets, copy.Result.CheckString)
-			*code, err = runUnits(c.Context, opts, ui, c.String("report"), (*copy.Plan).Verify)
+			ui := newOutput(c, st.secrets, copy.Result.CheckString)
+			st.code, err = runUnits(c.Context, st, ui, (*copy.Plan).Verify)
 			if err == nil && opts.RepairSQL {
 				err = writeRepairSQL(c.String("diff-sql"), ui.results)
 			}
@@ -243,7 +263,7 @@ func writeRepairSQL(path string, results []copy.Result) error {
 	return nil
 }
 
-func copyCommand(code *int, secrets *[]string) *cli.Command {
+func copyCommand(st *runState) *cli.Command {
 	return &cli.Command{
 		Name:        "copy",
 		Usage:       "copy tables (every leaf partition of a partitioned one) from source to destination",
@@ -252,31 +272,30 @@ func copyCommand(code *int, secrets *[]string) *cli.Command {
 		Flags: append(append(append(selectionFlags(), runFlags()...), createFlags()...),
 			&cli.StringFlag{Name: "verify", Value: string(verify.Checksum), Usage: "checksum, count or none"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan and stop (same as lockstep plan)"},
+			&cli.BoolFlag{Name: "disable-triggers", Usage: "disable the destination tables' user triggers while loading them, inside the unit's transaction (table owner or superuser)"},
+			&cli.BoolFlag{Name: "check-fks", Usage: "with --fk-mode replica: afterwards, count the orphans of the foreign keys the copy did not check (exit 4 if any)"},
 		),
 		Action: func(c *cli.Context) error {
-			opts, err := options(c, secrets)
+			opts, err := options(c, st)
 			if err != nil {
 				return err
 			}
 			if c.Bool("dry-run") {
-				*code, err = runPlan(c.Context, opts, "text", c.App.Writer, c.App.ErrWriter)
+				st.code, err = runPlan(c.Context, opts, "text", c.App.Writer, c.App.ErrWriter)
 				return err
 			}
-			ui := newOutput(c, *secrets, func(r copy.Result) string { return oneLine(r.String()) })
-			*code, err = runUnits(c.Context, opts, ui, c.String("report"), (*copy.Plan).Execute)
+			ui := newOutput(c, st.secrets, func(r copy.Result) string { return oneLine(r.String()) })
+			st.code, err = runUnits(c.Context, st, ui, (*copy.Plan).Execute)
 			return err
 		},
 	}
 }
 
-// options turns flags into copy.Options and records the passwords to redact.
-func options(c *cli.Context, secrets *[]string) (copy.Options, error) {
+// options turns flags into copy.Options and records them and the
+// passwords to redact in st.
+func options(c *cli.Context, st *runState) (copy.Options, error) {
 	if c.Args().Present() {
 		return copy.Options{}, fmt.Errorf("unexpected argument %q (tables are given with --table)", c.Args().First())
-	}
-	level := slog.LevelWarn
-	if c.Bool("verbose") {
-		level = slog.LevelDebug
 	}
 	opts := copy.Options{
 		Source: c.String("source"),
@@ -287,24 +306,30 @@ func options(c *cli.Context, secrets *[]string) (copy.Options, error) {
 			Exclude:  c.StringSlice("exclude"),
 			Order:    partition.Order(c.String("order")),
 		},
-		ExactCounts:   c.Bool("exact-counts"),
-		MaxWriteBlock: c.Duration("max-write-block"),
-		AssumeMBps:    c.Float64("assume-mbps"),
-		LockTimeout:   c.Duration("lock-timeout"),
-		StallTimeout:  c.Duration("stall-timeout"),
-		LockRetries:   c.Int("lock-retries"),
-		Verify:        verify.Mode(c.String("verify")),
-		Jobs:          c.Int("jobs"),
-		FailFast:      c.Bool("fail-fast"),
-		CreateMissing: c.Bool("create-missing"),
-		PgDump:        c.String("pg-dump"),
-		Logger:        slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})),
+		ExactCounts:     c.Bool("exact-counts"),
+		FKMode:          partition.FKMode(c.String("fk-mode")),
+		CheckFKs:        c.Bool("check-fks"),
+		DisableTriggers: c.Bool("disable-triggers"),
+		MaxWriteBlock:   c.Duration("max-write-block"),
+		AssumeMBps:      c.Float64("assume-mbps"),
+		LockTimeout:     c.Duration("lock-timeout"),
+		StallTimeout:    c.Duration("stall-timeout"),
+		LockRetries:     c.Int("lock-retries"),
+		Verify:          verify.Mode(c.String("verify")),
+		Jobs:            c.Int("jobs"),
+		FailFast:        c.Bool("fail-fast"),
+		CreateMissing:   c.Bool("create-missing"),
+		PgDump:          c.String("pg-dump"),
 	}
-	for _, dsn := range []string{opts.Source, opts.Dest} {
-		if cfg, err := pgx.ParseConfig(dsn); err == nil {
-			*secrets = append(*secrets, cfg.Password)
-		}
+	st.secrets = append(st.secrets, dsnSecrets(opts.Source, opts.Dest)...)
+	level := slog.LevelWarn
+	if c.Bool("verbose") {
+		level = slog.LevelDebug
 	}
+	// Every log record passes through the redaction: no code path can log
+	// a password.
+	opts.Logger = slog.New(redact.NewHandler(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level}), st.secrets...))
+	st.opts = opts
 	if f := c.String("tables-from"); f != "" {
 		names, err := readNames(f, c.App.Reader)
 		if err != nil {
@@ -314,6 +339,7 @@ func options(c *cli.Context, secrets *[]string) (copy.Options, error) {
 			return opts, fmt.Errorf("--tables-from %s: no table names in it", f)
 		}
 		opts.Tables = append(opts.Tables, names...)
+		st.opts = opts
 	}
 	return opts, nil
 }
@@ -355,30 +381,26 @@ func runPlan(ctx context.Context, opts copy.Options, format string, out, errOut 
 	return exitCode(nil, err), err
 }
 
-// runUnits plans, runs the units (a copy or a verify), reports, and
-// returns the exit code. An error is returned only when nothing ran.
-func runUnits(ctx context.Context, opts copy.Options, ui *output, reportPath string,
+// runUnits plans, runs the units (a copy or a verify), records the
+// outcome for the report, and returns the exit code. An error is returned
+// only when nothing ran.
+func runUnits(ctx context.Context, st *runState, ui *output,
 	runPlan func(*copy.Plan, context.Context) (*copy.Report, error)) (int, error) {
-	started := time.Now()
+	opts := st.opts
 	meter := startPlanMeter(ui.errOut, ui.tty && !ui.quiet, planQuiet)
-	var created *copy.Created
-	opts.OnPlan, opts.OnCreate = meter.set, func(c copy.Created) { created = &c }
+	opts.OnPlan, opts.OnCreate = meter.set, func(c copy.Created) { st.created = &c }
 	p, err := copy.MakePlan(ctx, opts)
 	meter.end()
-	if created != nil {
-		fmt.Fprintf(ui.out, "created on the destination (--create-missing, %s): %s\n", created.PgDump, created)
+	if st.created != nil {
+		fmt.Fprintf(ui.out, "created on the destination (--create-missing, %s): %s\n", st.created.PgDump, redact.Control(st.created.String()))
 	}
 	if err != nil {
-		writeReport(reportPath, opts, ui.secrets, nil, created, started, err)
 		return exitCode(nil, err), err
 	}
 	ui.begin(ctx, p)
-	opts.OnStart, opts.OnUnit, opts.OnBytes = ui.unitStarted, ui.unitDone, ui.addBytes
-	rep, err := runPlan(p.WithCallbacks(opts.OnStart, opts.OnUnit, opts.OnBytes), ctx)
+	rep, err := runPlan(p.WithCallbacks(ui.unitStarted, ui.unitDone, ui.addBytes), ctx)
 	ui.end(rep)
-	if werr := writeReport(reportPath, opts, ui.secrets, rep, created, started, err); werr != nil {
-		fmt.Fprintf(ui.errOut, "lockstep: %s\n", werr)
-	}
+	st.rep, st.runErr = rep, err
 	return exitCode(rep, err), nil
 }
 
@@ -392,7 +414,7 @@ func exitCode(rep *copy.Report, err error) int {
 		return exitInterrupted
 	case rep == nil:
 		return exitOK
-	case rep.Mismatch > 0:
+	case rep.Mismatch > 0 || rep.Orphans > 0:
 		return exitMismatch
 	case rep.Failed > 0:
 		return exitFailed
@@ -400,47 +422,4 @@ func exitCode(rep *copy.Report, err error) int {
 		return exitInterrupted
 	}
 	return exitOK
-}
-
-// jsonReport is what --report writes.
-type jsonReport struct {
-	Started  time.Time      `json:"started"`
-	Finished time.Time      `json:"finished"`
-	ExitCode int            `json:"exit_code"`
-	Error    string         `json:"error,omitempty"`
-	Options  map[string]any `json:"options"`
-	Created  *copy.Created  `json:"created_on_destination,omitempty"` // by --create-missing
-	Run      *copy.Report   `json:"run,omitempty"`
-}
-
-func writeReport(path string, opts copy.Options, secrets []string, rep *copy.Report, created *copy.Created, started time.Time, runErr error) error {
-	if path == "" {
-		return nil
-	}
-	r := jsonReport{Started: started, Finished: time.Now(), ExitCode: exitCode(rep, runErr), Run: rep, Created: created,
-		Options: map[string]any{
-			"source": copy.Redact(opts.Source, secrets...), "dest": copy.Redact(opts.Dest, secrets...),
-			"tables": opts.Tables, "tables_matching": opts.Matching, "exclude": opts.Exclude, "order": opts.Order,
-			"jobs": opts.Jobs, "fail_fast": opts.FailFast, "verify": opts.Verify, "lock_timeout": opts.LockTimeout.String(),
-			"stall_timeout": opts.StallTimeout.String(),
-			"lock_retries":  opts.LockRetries, "max_write_block": opts.MaxWriteBlock.String(), "assume_mbps": opts.AssumeMBps,
-			"lock": opts.Lock, "recheck_locked": opts.RecheckLocked, "diff": opts.Diff, "key": opts.DiffKey, "diff_rows": opts.DiffRows,
-			"create_missing": opts.CreateMissing, "pg_dump": opts.PgDump,
-		}}
-	if runErr != nil {
-		r.Error = oneLine(copy.Redact(runErr.Error(), secrets...))
-	}
-	if rep != nil {
-		for i := range rep.Units {
-			rep.Units[i].Error = copy.Redact(rep.Units[i].Error, secrets...)
-		}
-	}
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return fmt.Errorf("--report: %w", err)
-	}
-	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("--report: %w", err)
-	}
-	return nil
 }

@@ -245,7 +245,7 @@ func TestVerboseLogsEachStep(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 	}
-	steps := []string{"destination locked", "source locked", "destination truncated", "streamed", "verified",
+	steps := []string{"destination locked and emptied", "source locked", "streamed", "verified",
 		"destination committed", "source committed"}
 	lines := strings.Split(errOut, "\n")
 	at := 0

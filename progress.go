@@ -15,6 +15,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 
 	"lockstep/copy"
+	"lockstep/internal/redact"
 )
 
 // output shows a run: on a terminal, one progress bar in bytes with rate and
@@ -100,7 +101,7 @@ func (o *output) flightList() string {
 	if len(o.inFlight) == 0 {
 		return "none"
 	}
-	return strings.Join(slices.Sorted(maps.Keys(o.inFlight)), ", ")
+	return redact.Control(strings.Join(slices.Sorted(maps.Keys(o.inFlight)), ", "))
 }
 
 func (o *output) unitStarted(unit string) {
@@ -136,7 +137,7 @@ func (o *output) unitDone(r copy.Result) {
 		o.results = append(o.results, r)
 	}
 	if !o.quiet || r.Status != copy.StatusOK {
-		fmt.Fprintln(o.out, copy.Redact(o.line(r), o.secrets...))
+		fmt.Fprintln(o.out, redact.Text(copy.Redact(o.line(r), o.secrets...)))
 	}
 }
 
@@ -153,6 +154,11 @@ func (o *output) end(rep *copy.Report) {
 	if !o.quiet {
 		fmt.Fprintln(o.out)
 		rep.WriteTable(o.out)
+	}
+	for _, c := range rep.ForeignKeys {
+		if !o.quiet || c.Orphans == nil || *c.Orphans > 0 {
+			fmt.Fprintln(o.out, redact.Control(c.String()))
+		}
 	}
 	fmt.Fprintln(o.out, rep.Summary())
 }

@@ -24,10 +24,12 @@ import (
 // transient, and Options.RecheckLocked re-checks it once under the locks.
 // Nothing is written anywhere.
 func (p *Plan) Verify(ctx context.Context) (*Report, error) {
-	return execute(ctx, p.opts, p.src, p.dst, p.units, (*worker).check)
+	return execute(ctx, p.opts, p.src, p.dst, p.groups, (*worker).check)
 }
 
-func (w *worker) check(ctx context.Context, u partition.Unit, res *Result) error {
+// check compares a verify plan's unit (its groups hold one each).
+func (w *worker) check(ctx context.Context, g *partition.Group, res *Result) error {
+	u := &g.Units[0]
 	res.Diff, res.Note, res.RepairSQL = nil, "", ""
 	// A mismatch to be re-checked under locks is diffed there, not here.
 	err := w.compare(ctx, u, res, w.opts.Lock, w.opts.Lock || !w.opts.RecheckLocked)
@@ -48,7 +50,7 @@ func (w *worker) check(ctx context.Context, u partition.Unit, res *Result) error
 
 // compare is one comparison of a unit, in snapshots taken after the locks
 // when locked.
-func (w *worker) compare(ctx context.Context, u partition.Unit, res *Result, locked, diff bool) error {
+func (w *worker) compare(ctx context.Context, u *partition.Unit, res *Result, locked, diff bool) error {
 	res.Note = ""
 	if err := w.ensureConns(ctx); err != nil {
 		return err
@@ -66,27 +68,28 @@ func (w *worker) compare(ctx context.Context, u partition.Unit, res *Result, loc
 	// forth between them for as long as it takes: lockstep may leave either
 	// transaction idle for long, so the session's idle timeout is lifted
 	// for it (keepalives still end it if lockstep vanishes).
-	begin := beginSnapshot + "; SET LOCAL idle_in_transaction_session_timeout = 0"
-	if _, res.DestLockWait, err = w.begin(ctx, w.dst, u.Dest, begin, mode, w.opts.LockTimeout); err != nil {
+	begin := []string{beginSnapshot, "SET LOCAL idle_in_transaction_session_timeout = 0", qualifiedNamesSQL}
+	dg, err := w.begin(ctx, w.dst, []partition.Table{u.Dest}, begin, mode, w.opts.LockTimeout)
+	res.DestLockWait = dg.Wait
+	if err != nil {
 		poisoned = !errors.As(err, new(*lock.TimeoutError))
 		return err
 	}
 	// A destination-only leaf has no source side: its source figures are
 	// those of no rows, and no source writes wait on it.
-	var sent time.Time
-	var wait time.Duration
+	var sg lock.Grant
 	if !u.DestOnly {
 		// Writes to the source table are held up from the moment its LOCK
 		// is sent, granted or not.
-		sent, wait, err = w.begin(ctx, w.src, u.Source, begin, mode, w.opts.LockTimeout)
-		res.SourceLockWait += wait
+		sg, err = w.begin(ctx, w.src, []partition.Table{u.Source}, begin, mode, w.opts.LockTimeout)
+		res.SourceLockWait += sg.Wait
 		if err != nil {
-			res.WritesBlocked += wait
+			res.WritesBlocked += sg.Wait
 			poisoned = !errors.As(err, new(*lock.TimeoutError))
 			return err
 		}
 	}
-	log.Debug("snapshots taken", "locked", locked, "dest_lock_wait", res.DestLockWait, "source_lock_wait", wait)
+	log.Debug("snapshots taken", "locked", locked, "dest_lock_wait", res.DestLockWait, "source_lock_wait", sg.Wait)
 
 	start := time.Now()
 	var srcSum, dstSum verify.Sum
@@ -95,11 +98,11 @@ func (w *worker) compare(ctx context.Context, u partition.Unit, res *Result, loc
 		if u.DestOnly {
 			return nil
 		}
-		srcSum, err = figures(gctx, w.srcConn, w.src.name, u.Source, u, w.opts.Verify, w.opts.StallTimeout)
+		srcSum, err = figures(gctx, w.srcConn, w.src.name, u.Source, u, w.opts.Verify, w.opts.StallTimeout, "")
 		return wrapSide("source", u.Source, err)
 	})
 	g.Go(func() (err error) {
-		dstSum, err = figures(gctx, w.dstConn, w.dst.name, u.Dest, u, w.opts.Verify, w.opts.StallTimeout)
+		dstSum, err = figures(gctx, w.dstConn, w.dst.name, u.Dest, u, w.opts.Verify, w.opts.StallTimeout, "")
 		return wrapSide("destination", u.Dest, err)
 	})
 	if err := g.Wait(); err != nil {
@@ -123,8 +126,8 @@ func (w *worker) compare(ctx context.Context, u partition.Unit, res *Result, loc
 		}
 	}
 	if locked && !u.DestOnly {
-		res.SourceLockHeld = time.Since(sent) - wait
-		res.WritesBlocked += time.Since(sent)
+		res.SourceLockHeld = time.Since(sg.Sent) - sg.Wait
+		res.WritesBlocked += time.Since(sg.Sent)
 	}
 	poisoned = false
 	return cmpErr
@@ -149,7 +152,7 @@ func wrapSide(side string, t partition.Table, err error) error {
 // them: the table's COPY stream hashed row by row. A stream that moves no
 // bytes for stall is cancelled with a *StallError naming side; a count,
 // which sends nothing until it is done, is bounded by keepalives only.
-func figures(ctx context.Context, conn *pgx.Conn, side string, t partition.Table, u partition.Unit, mode verify.Mode, stall time.Duration) (verify.Sum, error) {
+func figures(ctx context.Context, conn *pgx.Conn, side string, t partition.Table, u *partition.Unit, mode verify.Mode, stall time.Duration, prefix string) (verify.Sum, error) {
 	if mode == verify.Count {
 		var n int64
 		err := conn.QueryRow(ctx, countSQL(t)).Scan(&n)
@@ -160,7 +163,8 @@ func figures(ctx context.Context, conn *pgx.Conn, side string, t partition.Table
 	defer cancel(nil)
 	p := &progress{}
 	stop := p.watch(stall, "reading "+t.String(), side, "", cancel)
-	_, err := conn.PgConn().CopyTo(sctx, &counter{p: p, out: h}, copyOutSQL(t, u.Columns, u.Binary))
+	// prefix: statements sent in the same message, before the COPY.
+	_, err := conn.PgConn().CopyTo(sctx, &counter{p: p, out: h}, prefix+copyOutSQL(t, u.Columns, u.Binary))
 	stop()
 	if err != nil {
 		return verify.Sum{}, stalled(sctx, err)
@@ -170,7 +174,7 @@ func figures(ctx context.Context, conn *pgx.Conn, side string, t partition.Table
 
 // diff pinpoints the differing rows of a mismatching unit inside the open
 // snapshots.
-func (w *worker) diff(ctx context.Context, u partition.Unit, res *Result, srcRows, dstRows int64) error {
+func (w *worker) diff(ctx context.Context, u *partition.Unit, res *Result, srcRows, dstRows int64) error {
 	if len(u.Key) == 0 {
 		res.Diff = &verify.Diff{Unavailable: u.NoKey}
 		return nil
@@ -189,7 +193,7 @@ func (w *worker) diff(ctx context.Context, u partition.Unit, res *Result, srcRow
 			return fmt.Errorf("the diff failed: %w", err)
 		}
 		var b bytes.Buffer
-		d.WriteRepairSQL(&b, u.Dest.String(), u.Columns, u.Key)
+		d.WriteRepairSQL(&b, u.Dest.String(), !u.Dest.Partitioned(), u.Columns, u.Key)
 		res.RepairSQL = b.String()
 	}
 	return nil

@@ -24,14 +24,10 @@ const (
 // heartbeat with them, so that the source lock holds until the
 // destination's outcome is known. It reports whether the destination
 // committed; if it did not, the caller rolls both back.
-func (w *worker) commitPoint(ctx context.Context, u partition.Unit, res *Result) (bool, error) {
-	var xid int64
-	xctx, cancel := bounded(ctx, w.dst.name, "to txid_current()", w.opts.StallTimeout)
-	err := stalled(xctx, w.dstConn.QueryRow(xctx, "SELECT pg_catalog.txid_current()").Scan(&xid))
-	cancel()
-	if err != nil {
-		return false, fmt.Errorf("destination: %w", err)
-	}
+//
+// xid is the destination transaction's id (read in the round trip that
+// took its locks), by which a commit whose outcome was lost is re-checked.
+func (w *worker) commitPoint(ctx context.Context, u *partition.Group, res *Result, xid int64) (bool, error) {
 	wctx := context.WithoutCancel(ctx)
 	hctx, cancel := context.WithTimeout(wctx, w.opts.commitTimeout+w.opts.recheckTimeout)
 	defer cancel()

@@ -2,6 +2,7 @@ package copy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"slices"
@@ -68,6 +69,12 @@ func unwrapConnect(err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		return pgErr
+	}
+	// sslmode=verify-ca/verify-full: say so plainly, without the write
+	// that happened to see the handshake fail.
+	var certErr *tls.CertificateVerificationError
+	if errors.As(err, &certErr) {
+		return fmt.Errorf("TLS: the server's certificate does not verify (check sslrootcert, and that the host is a name the certificate gives): %w", certErr.Err)
 	}
 	var ce *pgconn.ConnectError
 	if errors.As(err, &ce) && errors.Unwrap(ce) != nil {

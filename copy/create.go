@@ -241,7 +241,7 @@ func applyMissing(ctx context.Context, dst *side, m *partition.Missing, types, t
 	// existing tables they lock are those new foreign keys reference, so
 	// those are locked first, each within --lock-timeout.
 	for _, t := range m.FKTargets {
-		req := lock.Request{Side: "destination", Table: t.Ident(), Mode: lock.Mode("SHARE ROW EXCLUSIVE"), Timeout: opts.LockTimeout, Watch: dst.connect}
+		req := lock.Request{Side: "destination", Tables: []lock.Target{{Table: t.Ident()}}, Mode: lock.Mode("SHARE ROW EXCLUSIVE"), Timeout: opts.LockTimeout, Watch: dst.connect}
 		if _, err := lock.Acquire(ctx, conn, req); err != nil {
 			return fmt.Errorf("--create-missing: nothing was created: a foreign key to create references this table: %w", err)
 		}

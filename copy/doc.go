@@ -1,9 +1,11 @@
 // Package copy owns the unit protocol and the run loop.
 //
-// For each unit: the destination transaction locks the table ACCESS
-// EXCLUSIVE first; then the source opens a REPEATABLE READ READ ONLY
-// transaction and locks the table EXCLUSIVE before any query, so its snapshot
-// sees every committed write; the destination truncates; the source's COPY TO
+// For each unit (one table, or a group of tables that foreign keys tie
+// together, copied in order in the same pair of transactions): the
+// destination transaction locks the tables ACCESS EXCLUSIVE first, and
+// empties them in the same round trip; then the source opens a REPEATABLE READ READ ONLY
+// transaction and locks the tables EXCLUSIVE before any query, so its snapshot
+// sees every committed write; for each table the source's COPY TO
 // streams through a buffered pipe into the destination's COPY FROM while the
 // source rows are hashed on the way; the destination's stored rows are read
 // back and hashed inside its transaction; on a match, and once a round trip
@@ -24,6 +26,8 @@
 // such table has passed (create.go).
 //
 // Units run on workers, each with its own source and destination
-// connection; a connection that saw a failed or cancelled statement is
-// discarded.
+// connection, set up once (session settings) and kept for the run; a
+// connection that saw a failed or cancelled statement is discarded. A unit
+// that must follow another (partitions after the group they reference)
+// starts once that one has committed.
 package copy

@@ -2,8 +2,8 @@ package copy
 
 import (
 	"errors"
-	"regexp"
-	"strings"
+
+	"lockstep/internal/redact"
 )
 
 // BadInputError wraps what was found wrong before anything was copied: a
@@ -18,19 +18,9 @@ func (e *BadInputError) Unwrap() error { return e.Err }
 // left; the in-flight ones were rolled back. Re-running resumes safely.
 var ErrInterrupted = errors.New("interrupted")
 
-var (
-	urlPassword = regexp.MustCompile(`(postgres(?:ql)?://[^:/@\s]*:)[^@\s]*@`)
-	kvPassword  = regexp.MustCompile(`(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
-)
-
-// Redact removes passwords from a message: those of URLs and key=value
-// strings, and each secret given.
+// Redact removes passwords from a message: those of URLs, key=value
+// strings and SQL password literals, and each secret given, in any form it
+// may take (see redact.Passwords).
 func Redact(msg string, secrets ...string) string {
-	for _, s := range secrets {
-		if s != "" {
-			msg = strings.ReplaceAll(msg, s, "xxxxx")
-		}
-	}
-	msg = urlPassword.ReplaceAllString(msg, "${1}xxxxx@")
-	return kvPassword.ReplaceAllString(msg, "${1}xxxxx")
+	return redact.Passwords(msg, secrets...)
 }

@@ -81,7 +81,8 @@ func idleTimeout(stall time.Duration) time.Duration { return 4 * stall }
 
 // setupSQL is run once on every new connection, outside any transaction:
 // session settings that let the server notice a vanished or silent
-// lockstep. Values in whole seconds are rounded up.
+// lockstep (values in whole seconds are rounded up), and the pinned
+// settings of pinnedSQL.
 func setupSQL(stall time.Duration, serverVersion int) string {
 	k := keepaliveFor(stall)
 	secs := func(d time.Duration) int64 { return int64((d + time.Second - 1) / time.Second) }
@@ -94,7 +95,7 @@ func setupSQL(stall time.Duration, serverVersion int) string {
 	if serverVersion >= 120000 {
 		s = append(s, fmt.Sprintf("SET tcp_user_timeout = %d", stall.Milliseconds()))
 	}
-	return strings.Join(s, "; ")
+	return strings.Join(s, "; ") + "; " + pinnedSQL(serverVersion)
 }
 
 // bounded gives one step on a side a context that ends after d, with a

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
 
 	"lockstep/partition"
@@ -48,6 +49,15 @@ type Options struct {
 	Verify       verify.Mode
 	Jobs         int
 	FailFast     bool // start no unit after one failed
+	// FKMode says how foreign keys that reference selected tables are
+	// handled (partition.FKGroup by default).
+	FKMode partition.FKMode
+	// DisableTriggers disables the destination tables' user triggers while
+	// a unit loads them (pg_dump's --disable-triggers, for user triggers).
+	DisableTriggers bool
+	// CheckFKs, after a --fk-mode replica run, counts the orphans of the
+	// foreign keys the copy did not check.
+	CheckFKs bool
 	// MaxWriteBlock, when set, refuses units predicted (at AssumeMBps) to
 	// block source writes longer, and rolls back a unit that overruns it.
 	MaxWriteBlock time.Duration
@@ -83,6 +93,8 @@ type Options struct {
 	// The commit point's timeouts (commitTimeout, recheckTimeout unless a
 	// test shortens them).
 	commitTimeout, recheckTimeout time.Duration
+	// wrapConn, set by tests, wraps every connection lockstep opens.
+	wrapConn func(side string, c net.Conn) net.Conn
 
 	// OnStart and OnUnit, when set, are called as each unit starts and
 	// ends (from the unit's worker goroutine).
@@ -148,6 +160,15 @@ func (o *Options) Validate() error {
 	}
 	if o.Verify == "" {
 		o.Verify = verify.Checksum
+	}
+	if o.FKMode == "" {
+		o.FKMode = partition.FKGroup
+	}
+	if _, err := partition.ParseFKMode(string(o.FKMode)); err != nil {
+		return err
+	}
+	if o.CheckFKs && o.FKMode != partition.FKReplica {
+		return errors.New("--check-fks goes with --fk-mode replica (in the other modes the copy checks every foreign key)")
 	}
 	if _, err := verify.ParseMode(string(o.Verify)); err != nil {
 		return err

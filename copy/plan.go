@@ -4,31 +4,53 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"lockstep/internal/redact"
 	"lockstep/partition"
 )
 
 // Plan is what a run would do, decided before anything is locked. Its
-// units are described on demand (Planned), so that a plan of tens of
-// thousands of units holds each unit's facts once.
+// units (groups: one table, or tables that foreign keys tie together) are
+// described on demand, so that a plan of tens of thousands of units holds
+// each unit's facts once.
 type Plan struct {
 	Totals PlanTotals
 	// Created is what --create-missing created before planning or, in a
 	// plan that is only printed, would create (nil: nothing).
 	Created *Created
 
-	units    []partition.Unit
+	groups   []partition.Group
 	opts     *Options
 	src, dst *side
 }
 
-// PlannedUnit is one unit of a plan.
+// PlannedGroup is one unit of a plan: a table, or the tables copied
+// together because foreign keys tie them (see partition.Group).
+type PlannedGroup struct {
+	Index    int      `json:"index"`
+	Unit     string   `json:"unit"`
+	Tables   []string `json:"tables"` // in copy order
+	Why      string   `json:"why,omitempty"`
+	Truncate []string `json:"also_truncated,omitempty"` // partitioned tables whose partitions follow as units of their own
+	After    []int    `json:"after,omitempty"`          // indexes of the groups it starts after
+	EstRows  int64    `json:"estimated_rows"`
+	EstBytes int64    `json:"estimated_bytes"`
+	// WriteBlock is the predicted time the group's source locks are held,
+	// all at once; the wait for them comes on top.
+	WriteBlock time.Duration `json:"predicted_write_block_ns"`
+	Refused    bool          `json:"refused,omitempty"` // predicted over --max-write-block
+}
+
+// PlannedUnit is one table of a plan.
 type PlannedUnit struct {
+	Group           int      `json:"group"` // index of its group
 	Unit            string   `json:"unit"`
 	Source          string   `json:"source"`
 	Dest            string   `json:"destination"`
@@ -78,10 +100,22 @@ func MakePlan(ctx context.Context, opts Options) (*Plan, error) {
 	if err != nil {
 		return nil, &BadInputError{err}
 	}
+	if opts.wrapConn != nil {
+		for _, sd := range []*side{src, dst} {
+			dial, name := sd.cfg.DialFunc, sd.name
+			sd.cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+				c, err := dial(ctx, network, addr)
+				if err != nil {
+					return nil, err
+				}
+				return opts.wrapConn(name, c), nil
+			}
+		}
+	}
 	created, err := createMissing(ctx, src, dst, &opts) // --create-missing: see create.go
-	var units []partition.Unit
+	var groups []partition.Group
 	if err == nil {
-		units, err = plan(ctx, src, dst, &opts)
+		groups, err = plan(ctx, src, dst, &opts)
 	}
 	if err != nil {
 		err = created.stay(err)
@@ -90,20 +124,20 @@ func MakePlan(ctx context.Context, opts Options) (*Plan, error) {
 		}
 		return nil, &BadInputError{err}
 	}
-	p := &Plan{units: units, opts: &opts, src: src, dst: dst, Created: created, Totals: PlanTotals{Units: len(units), AssumeMBps: opts.AssumeMBps,
+	p := &Plan{groups: groups, opts: &opts, src: src, dst: dst, Created: created, Totals: PlanTotals{Units: len(groups), AssumeMBps: opts.AssumeMBps,
 		MaxLockQueue: opts.sourceLockTimeout()}}
 	var refused []string
-	for i := range units {
-		pu := p.Planned(i)
-		if pu.Refused {
-			refused = append(refused, fmt.Sprintf("%s (%s)", pu.Unit, pu.WriteBlock.Round(100*time.Millisecond)))
+	for i := range groups {
+		pg := p.PlannedGroup(i)
+		if pg.Refused {
+			refused = append(refused, fmt.Sprintf("%s (%s)", pg.Unit, pg.WriteBlock.Round(100*time.Millisecond)))
 		}
-		if pu.EstRows > 0 {
-			p.Totals.EstRows += pu.EstRows
+		if pg.EstRows > 0 {
+			p.Totals.EstRows += pg.EstRows
 		}
-		p.Totals.EstBytes += pu.EstBytes
-		p.Totals.WriteBlock += pu.WriteBlock
-		p.Totals.MaxBlock = max(p.Totals.MaxBlock, pu.WriteBlock)
+		p.Totals.EstBytes += pg.EstBytes
+		p.Totals.WriteBlock += pg.WriteBlock
+		p.Totals.MaxBlock = max(p.Totals.MaxBlock, pg.WriteBlock)
 	}
 	p.Totals.Refused = len(refused)
 	if len(refused) > 0 {
@@ -113,33 +147,89 @@ func MakePlan(ctx context.Context, opts Options) (*Plan, error) {
 	return p, nil
 }
 
-// Len is the number of units in the plan.
-func (p *Plan) Len() int { return len(p.units) }
+// Len is the number of units (groups) in the plan.
+func (p *Plan) Len() int { return len(p.groups) }
 
-// Planned describes unit i of the plan.
-func (p *Plan) Planned(i int) PlannedUnit {
-	u, opts := &p.units[i], p.opts
+// writeBlock predicts how long copying b bytes holds the source lock.
+func (p *Plan) writeBlock(b int64) time.Duration {
+	return time.Duration(float64(b) / (p.opts.AssumeMBps * 1e6) * float64(time.Second))
+}
+
+// PlannedGroup describes unit (group) i of the plan.
+func (p *Plan) PlannedGroup(i int) PlannedGroup {
+	g := &p.groups[i]
+	e := g.Estimate()
+	pg := PlannedGroup{Index: i, Unit: g.Name(), Why: g.Why, After: g.After, EstRows: e.Rows, EstBytes: e.Bytes, WriteBlock: p.writeBlock(e.Bytes)}
+	for _, u := range g.Units {
+		pg.Tables = append(pg.Tables, u.Name())
+	}
+	for _, t := range g.Truncate {
+		pg.Truncate = append(pg.Truncate, t.String())
+	}
+	if g.Units[0].DestOnly {
+		pg.WriteBlock = 0
+	}
+	pg.Refused = p.opts.MaxWriteBlock > 0 && pg.WriteBlock > p.opts.MaxWriteBlock
+	return pg
+}
+
+// planned describes member m of group gi.
+func (p *Plan) planned(gi, m int) PlannedUnit {
+	g := &p.groups[gi]
+	u := &g.Units[m]
 	pu := PlannedUnit{
-		Unit: u.Name(), Source: u.Source.String(), Dest: u.Dest.String(),
+		Group: gi, Unit: u.Name(), Source: u.Source.String(), Dest: u.Dest.String(),
 		EstRows: u.Estimate.Rows, RowsCounted: u.Estimate.Exact, EstBytes: u.Estimate.Bytes,
 		Format: u.Format(), FormatWhy: u.FormatWhy, Freeze: u.Freeze, Columns: u.Columns, Skipped: u.Skipped,
-		DestTriggers: u.DestTriggers, DestForeignKeys: u.DestForeignKeys,
+		DestTriggers: u.TriggerNames(), DestForeignKeys: u.DestForeignKeys,
 		Locks:      []string{"destination: ACCESS EXCLUSIVE on " + u.Dest.String(), "source: EXCLUSIVE on " + u.Source.String()},
-		WriteBlock: time.Duration(float64(u.Estimate.Bytes) / (opts.AssumeMBps * 1e6) * float64(time.Second)),
+		WriteBlock: p.writeBlock(g.Estimate().Bytes),
+	}
+	if g.Delete {
+		pu.Locks = append(pu.Locks, "destination: emptied with DELETE (--fk-mode replica; other tables reference it)")
 	}
 	if u.DestOnly {
 		pu.Source, pu.Locks, pu.WriteBlock = "", []string{"destination: EXCLUSIVE on " + u.Dest.String() + " (verify --lock)"}, 0
 	}
-	pu.Refused = opts.MaxWriteBlock > 0 && pu.WriteBlock > opts.MaxWriteBlock
+	pu.Refused = p.opts.MaxWriteBlock > 0 && pu.WriteBlock > p.opts.MaxWriteBlock
 	return pu
 }
 
-// WriteJSON writes the plan as one JSON object, {"units": [...],
-// "totals": {...}}, a unit at a time.
+// Planned describes the plan's i-th table, counting the members of every
+// group in order.
+func (p *Plan) Planned(i int) PlannedUnit {
+	for gi := range p.groups {
+		if n := len(p.groups[gi].Units); i >= n {
+			i -= n
+			continue
+		}
+		return p.planned(gi, i)
+	}
+	panic(fmt.Sprintf("copy: plan has no table %d", i))
+}
+
+// tables counts the plan's tables.
+func (p *Plan) tables() int {
+	n := 0
+	for i := range p.groups {
+		n += len(p.groups[i].Units)
+	}
+	return n
+}
+
+// WriteJSON writes the plan as one JSON object, {"units": [...every
+// table...], "groups": [...every unit...], "totals": {...}}, an item at a
+// time.
 func (p *Plan) WriteJSON(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	enc := json.NewEncoder(bw)
 	enc.SetIndent("  ", "  ")
+	sep := func(first bool) {
+		if !first {
+			bw.WriteString(",")
+		}
+		bw.WriteString("\n  ")
+	}
 	bw.WriteString("{\n")
 	if p.Created != nil { // --create-missing
 		bw.WriteString("  \"create_missing\": ")
@@ -149,12 +239,20 @@ func (p *Plan) WriteJSON(w io.Writer) error {
 		bw.WriteString("  ,\n")
 	}
 	bw.WriteString("  \"units\": [")
-	for i := range p.units {
-		if i > 0 {
-			bw.WriteString(",")
+	first := true
+	for gi := range p.groups {
+		for m := range p.groups[gi].Units {
+			sep(first)
+			first = false
+			if err := enc.Encode(p.planned(gi, m)); err != nil {
+				return err
+			}
 		}
-		bw.WriteString("\n  ")
-		if err := enc.Encode(p.Planned(i)); err != nil {
+	}
+	bw.WriteString("  ],\n  \"groups\": [")
+	for gi := range p.groups {
+		sep(gi == 0)
+		if err := enc.Encode(p.PlannedGroup(gi)); err != nil {
 			return err
 		}
 	}
@@ -168,46 +266,85 @@ func (p *Plan) WriteJSON(w io.Writer) error {
 
 // Execute copies the plan's units; see Run.
 func (p *Plan) Execute(ctx context.Context) (*Report, error) {
-	return execute(ctx, p.opts, p.src, p.dst, p.units, (*worker).attempt)
+	rep, err := execute(ctx, p.opts, p.src, p.dst, p.groups, (*worker).attempt)
+	if cerr := p.checkForeignKeys(ctx, rep); cerr != nil {
+		err = errors.Join(err, cerr)
+		rep.Failed++
+	}
+	return rep, err
 }
 
 func mb(b int64) string { return fmt.Sprintf("%.1f", float64(b)/1e6) }
 
-// WriteText prints the plan as a table, details under each unit, and
-// totals.
+// WriteText prints the plan as a table of tables, details under each
+// table, the units that copy several tables together, and totals. Names
+// and types from the catalogs have their control characters escaped.
 func (p *Plan) WriteText(w io.Writer) error {
 	p.Created.writeText(w) // --create-missing: see create.go
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "UNIT\tEST ROWS\tEST MB\tFORMAT\tFREEZE\tWRITES BLOCKED (PREDICTED)\t")
-	for i := range p.units {
-		u := p.Planned(i)
-		rows := fmt.Sprint(u.EstRows)
-		switch {
-		case u.EstRows < 0:
-			rows = "unknown"
-		case u.RowsCounted:
-			rows += " (counted)"
+	for gi := range p.groups {
+		for m := range p.groups[gi].Units {
+			u := p.planned(gi, m)
+			rows := fmt.Sprint(u.EstRows)
+			switch {
+			case u.EstRows < 0:
+				rows = "unknown"
+			case u.RowsCounted:
+				rows += " (counted)"
+			}
+			flag := ""
+			if len(p.groups[gi].Units) > 1 {
+				flag = fmt.Sprintf("  (with the %d tables of unit %d)", len(p.groups[gi].Units), gi+1)
+			}
+			if u.Refused {
+				flag += "  REFUSED: over --max-write-block"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s%s\t\n", redact.Control(u.Unit), rows, mb(u.EstBytes), u.Format, u.Freeze, u.WriteBlock.Round(time.Millisecond), flag)
 		}
-		flag := ""
-		if u.Refused {
-			flag = "  REFUSED: over --max-write-block"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s%s\t\n", u.Unit, rows, mb(u.EstBytes), u.Format, u.Freeze, u.WriteBlock.Round(time.Millisecond), flag)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	for i := range p.units {
-		u := p.Planned(i)
-		fmt.Fprintf(w, "\n%s\n  locks: %s\n  format: %s (%s)\n", u.Unit, strings.Join(u.Locks, "; "), u.Format, u.FormatWhy)
-		if len(u.Skipped) > 0 {
-			fmt.Fprintf(w, "  columns skipped: %s\n", strings.Join(u.Skipped, ", "))
+	for gi := range p.groups {
+		for m := range p.groups[gi].Units {
+			u := p.planned(gi, m)
+			fmt.Fprintf(w, "\n%s\n  locks: %s\n  format: %s (%s)\n", redact.Control(u.Unit), redact.Control(strings.Join(u.Locks, "; ")),
+				u.Format, redact.Control(u.FormatWhy))
+			if len(u.Skipped) > 0 {
+				fmt.Fprintf(w, "  columns skipped: %s\n", redact.Control(strings.Join(u.Skipped, ", ")))
+			}
+			if len(u.DestTriggers) > 0 {
+				how := "they fire for every row copied"
+				if p.opts.DisableTriggers {
+					how = "disabled while the copy loads the table (--disable-triggers)"
+				}
+				fmt.Fprintf(w, "  destination triggers (%s): %s\n", how, redact.Control(strings.Join(u.DestTriggers, ", ")))
+			}
+			if len(u.DestForeignKeys) > 0 {
+				fmt.Fprintf(w, "  destination foreign keys (checked for every row copied): %s\n", redact.Control(strings.Join(u.DestForeignKeys, ", ")))
+			}
 		}
-		if len(u.DestTriggers) > 0 {
-			fmt.Fprintf(w, "  destination triggers (they fire for every row copied): %s\n", strings.Join(u.DestTriggers, ", "))
+	}
+	for gi := range p.groups {
+		g := p.PlannedGroup(gi)
+		if len(g.Tables) == 1 && len(g.Truncate) == 0 && len(g.After) == 0 {
+			continue
 		}
-		if len(u.DestForeignKeys) > 0 {
-			fmt.Fprintf(w, "  destination foreign keys (checked for every row copied): %s\n", strings.Join(u.DestForeignKeys, ", "))
+		fmt.Fprintf(w, "\nunit %d: %s\n", gi+1, redact.Control(g.Unit))
+		if len(g.Tables) > 1 {
+			fmt.Fprintf(w, "  copies %d tables in one pair of transactions, in this order: %s\n", len(g.Tables), redact.Control(strings.Join(g.Tables, ", ")))
+			fmt.Fprintf(w, "  writes to all of them blocked at once: %s (predicted)\n", g.WriteBlock.Round(time.Millisecond))
+		}
+		if g.Why != "" {
+			fmt.Fprintf(w, "  why: %s\n", redact.Control(g.Why))
+		}
+		if len(g.After) > 0 {
+			var after []string
+			for _, a := range g.After {
+				after = append(after, fmt.Sprintf("unit %d (%s)", a+1, redact.Control(p.groups[a].Name())))
+			}
+			fmt.Fprintf(w, "  starts after %s has committed\n", strings.Join(after, ", "))
 		}
 	}
 	t := p.Totals

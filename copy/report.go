@@ -2,13 +2,15 @@ package copy
 
 import (
 	"fmt"
-
 	"io"
-	"lockstep/verify"
 	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"lockstep/internal/redact"
+	"lockstep/partition"
+	"lockstep/verify"
 )
 
 // Status is how a unit ended.
@@ -26,13 +28,16 @@ const (
 
 // Result is one unit's outcome and figures.
 type Result struct {
-	Unit         string        `json:"unit"`
-	Status       Status        `json:"status"`
-	Rows         int64         `json:"rows"`
-	Bytes        int64         `json:"bytes"`
-	Format       string        `json:"format"`
-	Freeze       bool          `json:"freeze"`
-	Attempts     int           `json:"attempts"`
+	Unit     string `json:"unit"`
+	Status   Status `json:"status"`
+	Rows     int64  `json:"rows"`
+	Bytes    int64  `json:"bytes"`
+	Format   string `json:"format"`
+	Freeze   bool   `json:"freeze"`
+	Attempts int    `json:"attempts"`
+	// Started and Finished bound the unit's run (zero when not started).
+	Started      time.Time     `json:"started,omitzero"`
+	Finished     time.Time     `json:"finished,omitzero"`
 	EstBytes     int64         `json:"estimated_bytes"` // the plan's estimate
 	DestLockWait time.Duration `json:"dest_lock_wait_ns"`
 	// SourceLockWait is the time the source LOCK spent queued, summed over
@@ -53,6 +58,57 @@ type Result struct {
 	RepairSQL     string        `json:"-"`
 	Err           error         `json:"-"`
 	Error         string        `json:"error,omitempty"`
+	// Members are the tables of a unit group, each with its own rows,
+	// bytes, times and checksum; the group's figures above sum them, and
+	// its locks and writes-blocked time are the group's.
+	Members []Result `json:"members,omitempty"`
+}
+
+// newResult is a group's result before it runs.
+func newResult(g *partition.Group) Result {
+	u := &g.Units[0]
+	r := Result{Unit: g.Name(), Format: u.Format(), Freeze: u.Freeze, EstBytes: g.Estimate().Bytes, Status: StatusNotStarted}
+	if len(g.Units) > 1 {
+		r.Format = "mixed"
+		r.Members = make([]Result, len(g.Units))
+		for i := range g.Units {
+			m := &g.Units[i]
+			r.Members[i] = Result{Unit: m.Name(), Format: m.Format(), Freeze: m.Freeze, EstBytes: m.Estimate.Bytes, Status: StatusNotStarted}
+		}
+		if !slices.ContainsFunc(r.Members, func(m Result) bool { return m.Format != r.Members[0].Format }) {
+			r.Format = r.Members[0].Format
+		}
+	}
+	return r
+}
+
+// member is where member i of the group records its figures: the result
+// itself for a lone table.
+func (r *Result) member(i int) *Result {
+	if r.Members == nil {
+		return r
+	}
+	return &r.Members[i]
+}
+
+// settle gives a group's members the group's outcome and the group the
+// sums of its members' figures.
+func (r *Result) settle() {
+	if r.Members == nil {
+		return
+	}
+	r.Rows, r.Bytes, r.Copy, r.Verify = 0, 0, 0, 0
+	for i := range r.Members {
+		m := &r.Members[i]
+		m.Status = r.Status
+		if r.Status != StatusOK {
+			m.Checksum = ""
+		}
+		r.Rows += m.Rows
+		r.Bytes += m.Bytes
+		r.Copy += m.Copy
+		r.Verify += m.Verify
+	}
 }
 
 // MBps is the copy throughput.
@@ -73,17 +129,28 @@ func ms(d time.Duration) string {
 	return d.Round(100 * time.Millisecond).String()
 }
 
-// String is the unit's one summary line.
+// String is the unit's one summary line. Names and server messages in it
+// have their control characters escaped (see redact.Control).
 func (r Result) String() string {
 	if r.Status == StatusNotStarted {
-		return fmt.Sprintf("%s %s", r.Status, r.Unit)
+		return fmt.Sprintf("%s %s", r.Status, redact.Control(r.Unit))
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s rows=%d bytes=%.1fMB format=%s lock-wait=dst:%s,src:%s writes-blocked=%s (src-held=%s) copy=%s verify=%s %.1fMB/s",
-		r.Status, r.Unit, r.Rows, float64(r.Bytes)/1e6, r.Format, ms(r.DestLockWait), ms(r.SourceLockWait),
+		r.Status, redact.Control(r.Unit), r.Rows, float64(r.Bytes)/1e6, r.Format, ms(r.DestLockWait), ms(r.SourceLockWait),
 		ms(r.WritesBlocked), ms(r.SourceLockHeld), ms(r.Copy), ms(r.Verify), r.MBps())
 	if r.Checksum != "" {
 		fmt.Fprintf(&b, " checksum=%s", r.Checksum)
+	}
+	if len(r.Members) > 0 {
+		parts := make([]string, len(r.Members))
+		for i, m := range r.Members {
+			parts[i] = fmt.Sprintf("%s rows=%d copy=%s verify=%s", m.Unit, m.Rows, ms(m.Copy), ms(m.Verify))
+			if m.Checksum != "" {
+				parts[i] += " checksum=" + m.Checksum
+			}
+		}
+		fmt.Fprintf(&b, " members: [%s]", strings.Join(parts, "; "))
 	}
 	switch {
 	case r.Note != "":
@@ -92,7 +159,7 @@ func (r Result) String() string {
 		b.WriteString(" (commit outcome re-checked)")
 	}
 	if r.Err != nil {
-		fmt.Fprintf(&b, ": %v", r.Err)
+		fmt.Fprintf(&b, ": %s", redact.Control(r.Err.Error()))
 	}
 	return b.String()
 }
@@ -113,6 +180,10 @@ type Report struct {
 	BlockedP50 time.Duration `json:"writes_blocked_p50_ns"`
 	BlockedP95 time.Duration `json:"writes_blocked_p95_ns"`
 	BlockedMax time.Duration `json:"writes_blocked_max_ns"`
+	// ForeignKeys are the foreign keys a --fk-mode replica run did not
+	// check; Orphans sums the orphan rows --check-fks found.
+	ForeignKeys []FKCheck `json:"foreign_keys_unchecked,omitempty"`
+	Orphans     int64     `json:"fk_orphans,omitempty"`
 }
 
 // percentile is the nearest-rank percentile of sorted durations.
@@ -165,12 +236,12 @@ func (r *Report) Summary() string {
 		ms(r.BlockedP50), ms(r.BlockedP95), ms(r.BlockedMax))
 }
 
-// WriteTable prints one row per unit.
+// WriteTable prints one row per unit, names escaped as in String.
 func (r *Report) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "UNIT	ROWS	MB	FORMAT	LOCK WAIT (DST/SRC)	WRITES BLOCKED	COPY	VERIFY	STATUS	")
 	for _, u := range r.Units {
-		fmt.Fprintf(tw, "%s	%d	%.1f	%s	%s/%s	%s	%s	%s	%s	\n", u.Unit, u.Rows, float64(u.Bytes)/1e6, u.Format,
+		fmt.Fprintf(tw, "%s	%d	%.1f	%s	%s/%s	%s	%s	%s	%s	\n", redact.Control(u.Unit), u.Rows, float64(u.Bytes)/1e6, u.Format,
 			ms(u.DestLockWait), ms(u.SourceLockWait), ms(u.WritesBlocked), ms(u.Copy), ms(u.Verify), u.Status)
 	}
 	return tw.Flush()
@@ -180,7 +251,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 // first differences found by --diff on the lines below it.
 func (r Result) CheckString() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s rows=%d", r.Status, r.Unit, r.Rows)
+	fmt.Fprintf(&b, "%s %s rows=%d", r.Status, redact.Control(r.Unit), r.Rows)
 	if r.Checksum != "" {
 		fmt.Fprintf(&b, " checksum=%s", r.Checksum)
 	}
@@ -189,10 +260,10 @@ func (r Result) CheckString() string {
 		fmt.Fprintf(&b, " locked=%s", ms(r.WritesBlocked))
 	}
 	if r.Err != nil {
-		fmt.Fprintf(&b, ": %v", r.Err)
+		fmt.Fprintf(&b, ": %s", redact.Control(r.Err.Error()))
 	}
 	if r.Note != "" {
-		fmt.Fprintf(&b, " (%s)", r.Note)
+		fmt.Fprintf(&b, " (%s)", redact.Control(r.Note))
 	}
 	if d := r.Diff; d != nil {
 		b.WriteString("\n" + d.Summary(20))

@@ -30,7 +30,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 // plan connects to both sides, checks they are different databases, and
 // reads both catalogs in read-only transactions that lock nothing beyond
 // catalog reads.
-func plan(ctx context.Context, src, dst *side, opts *Options) ([]partition.Unit, error) {
+func plan(ctx context.Context, src, dst *side, opts *Options) ([]partition.Group, error) {
 	type opened struct {
 		conn *pgx.Conn
 		err  error
@@ -78,7 +78,7 @@ func plan(ctx context.Context, src, dst *side, opts *Options) ([]partition.Unit,
 	}
 	sameMajor := serverVersion(sc.conn)/10000 == serverVersion(dc.conn)/10000
 	for _, c := range []*pgx.Conn{sc.conn, dc.conn} {
-		if err := exec(ctx, c, beginSnapshot+"; "+sessionSQL(serverVersion(c))); err != nil {
+		if err := exec(ctx, c, beginSnapshot); err != nil {
 			return nil, err
 		}
 		defer rollback(ctx, c)
@@ -88,15 +88,17 @@ func plan(ctx context.Context, src, dst *side, opts *Options) ([]partition.Unit,
 		return nil, err
 	}
 	return partition.Plan(ctx, sc.conn, dc.conn, partition.Options{
-		Selection:   opts.Selection,
-		SameMajor:   sameMajor,
-		ExactCounts: opts.ExactCounts,
-		Copy:        !opts.VerifyOnly,
-		Lock:        !opts.VerifyOnly || opts.Lock || opts.RecheckLocked,
-		WithKey:     opts.Diff,
-		Key:         opts.DiffKey,
-		Progress:    opts.OnPlan,
-		SkipMissing: opts.skipMissing, // --create-missing: see create.go
+		Selection:       opts.Selection,
+		SameMajor:       sameMajor,
+		ExactCounts:     opts.ExactCounts,
+		Copy:            !opts.VerifyOnly,
+		Lock:            !opts.VerifyOnly || opts.Lock || opts.RecheckLocked,
+		WithKey:         opts.Diff,
+		Key:             opts.DiffKey,
+		FKMode:          opts.FKMode,
+		DisableTriggers: opts.DisableTriggers,
+		Progress:        opts.OnPlan,
+		SkipMissing:     opts.skipMissing, // --create-missing: see create.go
 	})
 }
 
@@ -115,33 +117,56 @@ func sameDatabase(ctx context.Context, a, b *pgx.Conn) (bool, error) {
 	return x == y, nil
 }
 
-// execute runs the units on opts.Jobs workers. A failing unit does not stop
-// the others; each is atomic on its own.
-func execute(ctx context.Context, opts *Options, src, dst *side, units []partition.Unit, attempt attemptFunc) (*Report, error) {
-	rep := &Report{Started: time.Now(), Units: make([]Result, len(units))}
+// execute runs the groups on opts.Jobs workers. A failing group does not
+// stop the others (each is atomic on its own), but a group that must follow
+// another (see partition.Group.After) starts only once that one committed.
+func execute(ctx context.Context, opts *Options, src, dst *side, groups []partition.Group, attempt attemptFunc) (*Report, error) {
+	rep := &Report{Started: time.Now(), Units: make([]Result, len(groups))}
 	workers := make(chan *worker, opts.Jobs)
 	for range opts.Jobs {
 		workers <- &worker{opts: opts, src: src, dst: dst}
 	}
+	finished := make([]chan struct{}, len(groups)) // closed when the group ended
+	committed := make([]atomic.Bool, len(groups))
+	for i := range finished {
+		finished[i] = make(chan struct{})
+	}
 	var g errgroup.Group
 	g.SetLimit(opts.Jobs)
 	var failed atomic.Bool // with FailFast: start nothing more
-	for i, u := range units {
-		rep.Units[i] = Result{Unit: u.Name(), Format: u.Format(), Freeze: u.Freeze, Status: StatusNotStarted, EstBytes: u.Estimate.Bytes}
+	for i := range groups {
+		gr := &groups[i]
+		rep.Units[i] = newResult(gr)
 		if ctx.Err() != nil || failed.Load() {
+			close(finished[i])
 			continue
 		}
 		g.Go(func() error {
+			defer close(finished[i])
+			// Groups this one must follow were started before it, so
+			// waiting here cannot keep them from a worker.
+			for _, a := range gr.After {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-finished[a]:
+				}
+				if !committed[a].Load() {
+					rep.Units[i].Error = fmt.Sprintf("not started: it must follow %s, which did not commit", groups[a].Name())
+					return nil
+				}
+			}
 			w := <-workers
 			defer func() { workers <- w }()
 			if ctx.Err() != nil || failed.Load() {
 				return nil
 			}
 			if opts.OnStart != nil {
-				opts.OnStart(u.Name())
+				opts.OnStart(gr.Name())
 			}
-			r := w.run(ctx, u, attempt)
+			r := w.run(ctx, gr, attempt)
 			rep.Units[i] = r
+			committed[i].Store(r.Status == StatusOK)
 			if r.Status != StatusOK && opts.FailFast {
 				failed.Store(true)
 			}
@@ -168,7 +193,7 @@ func execute(ctx context.Context, opts *Options, src, dst *side, units []partiti
 		}
 	}
 	if rep.Left+rep.Interrupted > 0 && !failed.Load() {
-		errs = append(errs, fmt.Errorf("%w: %d of %d units rolled back or not started", ErrInterrupted, rep.Left+rep.Interrupted, len(units)))
+		errs = append(errs, fmt.Errorf("%w: %d of %d units rolled back or not started", ErrInterrupted, rep.Left+rep.Interrupted, len(groups)))
 	}
 	return rep, errors.Join(errs...)
 }

@@ -58,8 +58,6 @@ func only(t partition.Table) string {
 	return "ONLY " + t.String()
 }
 
-func truncateSQL(t partition.Table) string { return "TRUNCATE " + only(t) }
-
 func countSQL(t partition.Table) string { return "SELECT pg_catalog.count(*) FROM " + only(t) }
 
 // Reads that are hashed and compared run with search_path pinned to
@@ -74,31 +72,49 @@ const (
 	defaultNamesSQL   = "SET LOCAL search_path TO DEFAULT"
 )
 
-// sessionSQL pins, for the transaction, the settings that keep a held lock
-// alive whatever the server's defaults, and the output settings that make
-// COPY text and the checksum identical on both servers. The
-// idle-in-transaction timeout is set per session instead (setupSQL).
-func sessionSQL(serverVersion int) string {
+// pinnedSQL is the session settings every connection gets once, outside
+// any transaction (see setupSQL): those that keep a held lock alive
+// whatever the server's defaults, and the output settings that make COPY
+// text and the checksum identical on both servers.
+func pinnedSQL(serverVersion int) string {
 	s := []string{
-		"SET LOCAL statement_timeout = 0",
-		"SET LOCAL TimeZone = 'UTC'",
-		"SET LOCAL DateStyle = 'ISO, MDY'",
-		"SET LOCAL IntervalStyle = 'postgres'",
-		"SET LOCAL extra_float_digits = 3",
-		"SET LOCAL bytea_output = 'hex'",
+		"SET statement_timeout = 0",
+		"SET TimeZone = 'UTC'",
+		"SET DateStyle = 'ISO, MDY'",
+		"SET IntervalStyle = 'postgres'",
+		"SET extra_float_digits = 3",
+		"SET bytea_output = 'hex'",
 		// Refuse, rather than silently filter, where a row-level security
 		// policy would hide rows (as pg_dump does).
-		"SET LOCAL row_security = off",
+		"SET row_security = off",
 		// money's text form (currency symbol, separators, fraction
 		// digits) follows lc_monetary; C is on every server.
-		"SET LOCAL lc_monetary = 'C'",
+		"SET lc_monetary = 'C'",
 	}
 	if serverVersion >= 140000 {
 		// A backend whose lockstep process died stops waiting promptly.
-		s = append(s, "SET LOCAL client_connection_check_interval = 1000")
+		s = append(s, "SET client_connection_check_interval = 1000")
 	}
 	if serverVersion >= 170000 {
-		s = append(s, "SET LOCAL transaction_timeout = 0")
+		s = append(s, "SET transaction_timeout = 0")
 	}
 	return strings.Join(s, "; ")
+}
+
+// replaceSQL empties a group's destination tables: one TRUNCATE of its
+// members and of the partitioned tables it truncates for later units, or,
+// under --fk-mode replica for a table referenced from outside its unit,
+// a DELETE (TRUNCATE checks foreign keys whatever the replication role).
+func replaceSQL(g *partition.Group) string {
+	if g.Delete {
+		return "DELETE FROM " + only(g.Units[0].Dest)
+	}
+	names := make([]string, 0, len(g.Units)+len(g.Truncate))
+	for _, u := range g.Units {
+		names = append(names, only(u.Dest))
+	}
+	for _, t := range g.Truncate {
+		names = append(names, t.String())
+	}
+	return "TRUNCATE " + strings.Join(names, ", ")
 }

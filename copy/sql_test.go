@@ -11,6 +11,7 @@ import (
 func TestSQLBuilders(t *testing.T) {
 	plain := partition.Table{Schema: "My Schema", Name: `Odd "Table"`, Kind: "r"}
 	parent := partition.Table{Schema: "public", Name: "orders", Kind: "p"}
+	leaf := partition.Table{Schema: "public", Name: "orders_1", Kind: "r"}
 	cols := []string{"id", `we"ird`}
 	cases := []struct{ got, want string }{
 		{copyOutSQL(plain, cols, false), `COPY "My Schema"."Odd ""Table""" ("id", "we""ird") TO STDOUT`},
@@ -19,8 +20,11 @@ func TestSQLBuilders(t *testing.T) {
 		{copyInSQL(plain, cols, true, true), `COPY "My Schema"."Odd ""Table""" ("id", "we""ird") FROM STDIN (FORMAT binary, FREEZE)`},
 		{copyInSQL(plain, cols, false, false), `COPY "My Schema"."Odd ""Table""" ("id", "we""ird") FROM STDIN`},
 		{copyInSQL(plain, cols, false, true), `COPY "My Schema"."Odd ""Table""" ("id", "we""ird") FROM STDIN (FREEZE)`},
-		{truncateSQL(plain), `TRUNCATE ONLY "My Schema"."Odd ""Table"""`},
-		{truncateSQL(parent), `TRUNCATE "public"."orders"`},
+		{replaceSQL(&partition.Group{Units: []partition.Unit{{Dest: plain}}}), `TRUNCATE ONLY "My Schema"."Odd ""Table"""`},
+		{replaceSQL(&partition.Group{Units: []partition.Unit{{Dest: parent}}}), `TRUNCATE "public"."orders"`},
+		{replaceSQL(&partition.Group{Units: []partition.Unit{{Dest: plain}, {Dest: leaf}}, Truncate: []partition.Table{parent}}),
+			`TRUNCATE ONLY "My Schema"."Odd ""Table""", ONLY "public"."orders_1", "public"."orders"`},
+		{replaceSQL(&partition.Group{Units: []partition.Unit{{Dest: plain}}, Delete: true}), `DELETE FROM ONLY "My Schema"."Odd ""Table"""`},
 		{countSQL(plain), `SELECT pg_catalog.count(*) FROM ONLY "My Schema"."Odd ""Table"""`},
 	}
 	for _, c := range cases {
@@ -30,21 +34,21 @@ func TestSQLBuilders(t *testing.T) {
 	}
 }
 
-func TestSessionSQLByVersion(t *testing.T) {
-	if s := sessionSQL(130000); strings.Contains(s, "transaction_timeout") || strings.Contains(s, "client_connection_check_interval") {
+func TestPinnedSQLByVersion(t *testing.T) {
+	if s := pinnedSQL(130000); strings.Contains(s, "transaction_timeout") || strings.Contains(s, "client_connection_check_interval") {
 		t.Errorf("13 does not know these settings: %s", s)
 	}
-	if s := sessionSQL(170000); !strings.Contains(s, "transaction_timeout = 0") {
+	if s := pinnedSQL(170000); !strings.Contains(s, "transaction_timeout = 0") {
 		t.Errorf("17 must pin transaction_timeout: %s", s)
 	}
 	for _, want := range []string{"statement_timeout = 0", "TimeZone = 'UTC'", "extra_float_digits = 3", "row_security = off", "lc_monetary = 'C'"} {
-		if !strings.Contains(sessionSQL(150000), want) {
+		if !strings.Contains(setupSQL(30*time.Second, 150000), want) {
 			t.Errorf("missing %s", want)
 		}
 	}
-	// A SET LOCAL would override the session's idle timeout (setupSQL).
-	if s := sessionSQL(150000); strings.Contains(s, "idle_in_transaction") {
-		t.Errorf("the transaction must not pin the idle timeout: %s", s)
+	// Pinned once per session, not per transaction.
+	if s := pinnedSQL(150000); strings.Contains(s, "SET LOCAL") || strings.Contains(s, "idle_in_transaction") {
+		t.Errorf("pinned settings are per session, and leave the idle timeout to setupSQL: %s", s)
 	}
 }
 

@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,8 +25,6 @@ type worker struct {
 	src, dst *side
 	srcConn  *pgx.Conn
 	dstConn  *pgx.Conn
-	srcVer   int
-	dstVer   int
 }
 
 func (w *worker) ensureConns(ctx context.Context) error {
@@ -32,13 +33,11 @@ func (w *worker) ensureConns(ctx context.Context) error {
 		if w.dstConn, err = w.dst.connect(ctx); err != nil {
 			return err
 		}
-		w.dstVer = serverVersion(w.dstConn)
 	}
 	if w.srcConn == nil {
 		if w.srcConn, err = w.src.connect(ctx); err != nil {
 			return err
 		}
-		w.srcVer = serverVersion(w.srcConn)
 	}
 	return nil
 }
@@ -63,16 +62,18 @@ func (w *worker) abort(ctx context.Context, poisoned bool) {
 	}
 }
 
-// attemptFunc is one try at a unit: a copy, or a comparison.
-type attemptFunc func(w *worker, ctx context.Context, u partition.Unit, res *Result) error
+// attemptFunc is one try at a group: a copy, or a comparison.
+type attemptFunc func(w *worker, ctx context.Context, g *partition.Group, res *Result) error
 
-// run does one unit, retrying after lock timeouts with backoff.
-func (w *worker) run(ctx context.Context, u partition.Unit, attempt attemptFunc) Result {
-	res := Result{Unit: u.Name(), Format: u.Format(), Freeze: u.Freeze, EstBytes: u.Estimate.Bytes}
-	log := w.opts.Logger.With("unit", u.Name())
+// run does one group, retrying after lock timeouts with backoff.
+func (w *worker) run(ctx context.Context, g *partition.Group, attempt attemptFunc) Result {
+	res := newResult(g)
+	res.Started = time.Now()
+	defer func() { res.Finished = time.Now() }()
+	log := w.opts.Logger.With("unit", g.Name())
 	for {
 		res.Attempts++
-		err := attempt(w, ctx, u, &res)
+		err := attempt(w, ctx, g, &res)
 		var te *lock.TimeoutError
 		if errors.As(err, &te) && res.Attempts <= w.opts.LockRetries && ctx.Err() == nil {
 			pause := lock.Backoff(res.Attempts, w.opts.RetryBackoff, 30*time.Second)
@@ -96,6 +97,8 @@ func (w *worker) run(ctx context.Context, u partition.Unit, attempt attemptFunc)
 		if err != nil {
 			res.Error = err.Error()
 		}
+		res.Finished = time.Now()
+		res.settle()
 		return res
 	}
 }
@@ -105,37 +108,43 @@ func (w *worker) run(ctx context.Context, u partition.Unit, attempt attemptFunc)
 const beginSnapshot = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 
 // conn is the worker's connection to side.
-func (w *worker) conn(sd *side) (*pgx.Conn, int) {
+func (w *worker) conn(sd *side) *pgx.Conn {
 	if sd == w.dst {
-		return w.dstConn, w.dstVer
+		return w.dstConn
 	}
-	return w.srcConn, w.srcVer
+	return w.srcConn
 }
 
-// begin opens the unit's transaction on one side with the pinned session
-// settings and, unless mode is empty, locks t there before anything else.
-// It returns when the LOCK statement was sent (from then on a queued
-// EXCLUSIVE request already blocks new writers) and how long it waited;
-// timeout bounds the lock wait. A server silent for the stall timeout
-// (beyond the lock timeout, for the lock) ends it with a *StallError.
-func (w *worker) begin(ctx context.Context, sd *side, t partition.Table, begin string, mode lock.Mode, timeout time.Duration) (time.Time, time.Duration, error) {
-	conn, ver := w.conn(sd)
-	sql := begin + "; " + sessionSQL(ver)
-	if strings.HasPrefix(begin, beginSnapshot) {
-		sql += "; " + qualifiedNamesSQL
+// targets are the tables a side locks, in name order so that two runs
+// locking overlapping groups cannot deadlock.
+func targets(ts []partition.Table) []lock.Target {
+	ts = slices.Clone(ts)
+	slices.SortFunc(ts, func(a, b partition.Table) int { return strings.Compare(a.String(), b.String()) })
+	out := make([]lock.Target, len(ts))
+	for i, t := range ts {
+		out[i] = lock.Target{Table: t.Ident(), Only: !t.Partitioned()}
 	}
-	if err := w.step(ctx, sd, conn, "BEGIN", sql); err != nil {
-		return time.Time{}, 0, err
-	}
+	return out
+}
+
+// begin opens the unit's transaction on one side with the statements in
+// before and, unless mode is empty, locks tables there before anything
+// else, then runs after: one round trip. The grant says when the LOCK was
+// sent (from then on a queued EXCLUSIVE request already blocks new
+// writers), how long it waited, and the rows of the last statement of
+// after. timeout bounds the lock wait. A server silent for the stall
+// timeout (beyond the lock timeout, for the lock) ends it with a
+// *StallError.
+func (w *worker) begin(ctx context.Context, sd *side, tables []partition.Table, before []string, mode lock.Mode, timeout time.Duration, after ...string) (lock.Grant, error) {
+	conn := w.conn(sd)
 	if mode == "" {
-		return time.Time{}, 0, nil
+		return lock.Grant{}, w.step(ctx, sd, conn, "BEGIN", strings.Join(append(before, after...), "; "))
 	}
-	lctx, cancel := bounded(ctx, sd.name, "to LOCK TABLE "+t.String()+" (beyond --lock-timeout)", timeout+w.opts.StallTimeout)
+	lctx, cancel := bounded(ctx, sd.name, "to LOCK TABLE (beyond --lock-timeout)", timeout+w.opts.StallTimeout)
 	defer cancel()
-	sent := time.Now()
-	wait, err := lock.Acquire(lctx, conn, lock.Request{Side: sd.name, Table: t.Ident(), Only: !t.Partitioned(), Mode: mode,
-		Timeout: timeout, Watch: sd.connect})
-	return sent, wait, stalled(lctx, err)
+	g, err := lock.Acquire(lctx, conn, lock.Request{Side: sd.name, Tables: targets(tables), Mode: mode,
+		Timeout: timeout, Before: before, After: after, Watch: sd.connect})
+	return g, stalled(lctx, err)
 }
 
 // sourceLockTimeout bounds the wait for the source lock: a queued
@@ -163,11 +172,33 @@ func (w *worker) step(ctx context.Context, sd *side, conn *pgx.Conn, what, sql s
 	return nil
 }
 
-// attempt is one pass of the unit protocol.
-func (w *worker) attempt(ctx context.Context, u partition.Unit, res *Result) (err error) {
-	if u.DestOnly {
+// destBegin is what the destination runs in the round trip that takes its
+// locks: the transaction's start and settings before the LOCK, the replace
+// step and the transaction id (for a commit whose outcome is lost) after.
+func (w *worker) destBegin(g *partition.Group) (before, after []string) {
+	before = []string{"BEGIN"}
+	if w.opts.FKMode == partition.FKReplica {
+		// Foreign-key (and other ordinary) triggers do not fire.
+		before = append(before, "SET LOCAL session_replication_role = replica")
+	}
+	after = []string{replaceSQL(g)}
+	if w.opts.DisableTriggers {
+		disable, _ := triggersSQL(g)
+		after = append(after, disable...)
+	}
+	if g.Deferred {
+		after = append(after, "SET CONSTRAINTS ALL DEFERRED")
+	}
+	return before, append(after, "SELECT pg_catalog.txid_current()")
+}
+
+// attempt is one pass of the unit protocol over a group: one table, or the
+// tables that must be truncated together, copied in order and committed at
+// one commit point.
+func (w *worker) attempt(ctx context.Context, g *partition.Group, res *Result) (err error) {
+	if g.Units[0].DestOnly {
 		// Only verify plans hold these; a copy plan refuses them.
-		return fmt.Errorf("destination: %s exists only on the destination: nothing to copy into it", u.Dest)
+		return fmt.Errorf("destination: %s exists only on the destination: nothing to copy into it", g.Units[0].Dest)
 	}
 	if err := w.ensureConns(ctx); err != nil {
 		return err
@@ -183,13 +214,29 @@ func (w *worker) attempt(ctx context.Context, u partition.Unit, res *Result) (er
 			w.abort(ctx, poisoned || ctx.Err() != nil)
 		}
 	}()
-	log := w.opts.Logger.With("unit", u.Name())
-	// 1. Destination first: the source is never write-blocked while the
-	// destination lock is awaited.
-	if _, res.DestLockWait, err = w.begin(ctx, w.dst, u.Dest, "BEGIN", lock.AccessExclusive, w.opts.LockTimeout); err != nil {
+	log := w.opts.Logger.With("unit", g.Name())
+	var srcTables, dstTables []partition.Table
+	for _, u := range g.Units {
+		srcTables, dstTables = append(srcTables, u.Source), append(dstTables, u.Dest)
+	}
+	// 1. Destination first, in one round trip: lock every member (and
+	// every table the group truncates), then empty them. The source is
+	// never write-blocked while the destination lock is awaited.
+	before, after := w.destBegin(g)
+	dg, err := w.begin(ctx, w.dst, append(dstTables, g.Truncate...), before, lock.AccessExclusive, w.opts.LockTimeout, after...)
+	res.DestLockWait = dg.Wait
+	if err != nil {
 		return err
 	}
-	log.Debug("destination locked", "side", "destination", "mode", lock.AccessExclusive, "waited", res.DestLockWait)
+	var xid int64
+	if len(dg.Rows) != 1 || len(dg.Rows[0]) != 1 {
+		return errors.New("destination: txid_current() returned no row")
+	}
+	if xid, err = strconv.ParseInt(string(dg.Rows[0][0]), 10, 64); err != nil {
+		return fmt.Errorf("destination: txid_current(): %w", err)
+	}
+	log.Debug("destination locked and emptied", "side", "destination", "mode", lock.AccessExclusive, "waited", dg.Wait,
+		"replace", replaceSQL(g))
 	// 2. Source: lock before any query, so the snapshot (taken by the first
 	// query, the COPY) sees every write committed before the lock. Writes
 	// are blocked from the moment the LOCK is sent: a queued EXCLUSIVE
@@ -198,31 +245,31 @@ func (w *worker) attempt(ctx context.Context, u partition.Unit, res *Result) (er
 	// soon as the destination is lost.
 	lctx, lost := context.WithCancelCause(ctx)
 	dhb := w.startHeartbeat(ctx, w.dst, w.dstConn, lost)
-	sent, wait, err := w.begin(lctx, w.src, u.Source, beginSnapshot, lock.Exclusive, w.opts.sourceLockTimeout())
+	sg, err := w.begin(lctx, w.src, srcTables, []string{beginSnapshot, qualifiedNamesSQL}, lock.Exclusive, w.opts.sourceLockTimeout())
 	herr := dhb.stop()
 	lost(nil)
-	res.SourceLockWait += wait
+	res.SourceLockWait += sg.Wait
 	if herr != nil {
-		res.WritesBlocked += wait
+		res.WritesBlocked += sg.Wait
 		return herr
 	}
 	if err != nil {
-		res.WritesBlocked += wait
+		res.WritesBlocked += sg.Wait
 		return err
 	}
-	log.Debug("source locked", "side", "source", "mode", lock.Exclusive, "waited", wait)
+	log.Debug("source locked", "side", "source", "mode", lock.Exclusive, "waited", sg.Wait)
 	defer func() {
-		res.SourceLockHeld = time.Since(sent) - wait
-		res.WritesBlocked += time.Since(sent)
+		res.SourceLockHeld = time.Since(sg.Sent) - sg.Wait
+		res.WritesBlocked += time.Since(sg.Sent)
 	}()
 
-	// From the LOCK on, writes to the source table wait on us:
+	// From the LOCK on, writes to the source tables wait on us:
 	// --max-write-block bounds this stretch, up to the commit point.
 	bctx := ctx
 	if w.opts.MaxWriteBlock > 0 {
 		var cancel context.CancelFunc
-		bctx, cancel = context.WithDeadlineCause(ctx, sent.Add(w.opts.MaxWriteBlock),
-			&WriteBlockError{Unit: u.Name(), Limit: w.opts.MaxWriteBlock})
+		bctx, cancel = context.WithDeadlineCause(ctx, sg.Sent.Add(w.opts.MaxWriteBlock),
+			&WriteBlockError{Unit: g.Name(), Limit: w.opts.MaxWriteBlock})
 		defer cancel()
 	}
 	overrun := func(err error) error {
@@ -232,50 +279,36 @@ func (w *worker) attempt(ctx context.Context, u partition.Unit, res *Result) (er
 		return err
 	}
 
-	// 3. Replace.
-	if err := w.step(bctx, w.dst, w.dstConn, "TRUNCATE "+u.Dest.String(), truncateSQL(u.Dest)); err != nil {
-		return overrun(err)
-	}
-	log.Debug("destination truncated", "side", "destination")
-
-	// 4. Stream. Once the source has sent everything it idles until its
-	// commit, under a heartbeat that cancels vctx if the source is lost.
-	vctx, sourceLost := context.WithCancelCause(bctx)
-	defer sourceLost(nil)
-	start := time.Now()
-	srcSum, loaded, err := w.stream(bctx, u, res, &hb, sourceLost)
-	res.Copy = time.Since(start)
-	if err != nil {
-		poisoned = true
-		return overrun(err)
-	}
-	res.Rows = srcSum.Rows
-	log.Debug("streamed", "rows", srcSum.Rows, "loaded", loaded, "bytes", res.Bytes, "format", u.Format(), "took", res.Copy)
-
-	// 5. Verify inside both transactions.
-	start = time.Now()
-	dstSum, err := w.readBack(vctx, w.dstConn, u, loaded)
-	res.Verify = time.Since(start)
-	if err != nil {
-		poisoned = true
-		if vctx.Err() != nil && bctx.Err() == nil {
-			err = context.Cause(vctx)
+	// 3. Each member in order, referenced tables first: stream, then verify
+	// inside both transactions.
+	for i := range g.Units {
+		u, m := &g.Units[i], res.member(i)
+		if err := hb.stop(); err != nil {
+			hb = nil
+			poisoned = true
+			return fmt.Errorf("%w; rolled back", err)
 		}
-		return fmt.Errorf("%w; rolled back", overrun(err))
+		hb = nil
+		if i > 0 && !g.Units[i-1].Binary && w.opts.Verify != verify.None {
+			if err := w.step(bctx, w.dst, w.dstConn, "SET search_path", defaultNamesSQL); err != nil {
+				return overrun(err)
+			}
+		}
+		if err := w.member(bctx, u, m, &hb, log); err != nil {
+			poisoned = poisoned || !errors.As(err, new(*verify.MismatchError))
+			return overrun(err)
+		}
+		if err := overrun(nil); err != nil {
+			return err
+		}
 	}
-	if err := overrun(nil); err != nil {
-		return err
+	if w.opts.DisableTriggers {
+		if _, enable := triggersSQL(g); len(enable) > 0 {
+			if err := w.step(ctx, w.dst, w.dstConn, "re-enable triggers", strings.Join(enable, "; ")); err != nil {
+				return err
+			}
+		}
 	}
-	if err := verify.Compare(u.Name(), w.opts.Verify, srcSum, dstSum); err != nil {
-		return fmt.Errorf("%w; rolled back", err)
-	}
-	if loaded != srcSum.Rows {
-		return fmt.Errorf("%w; rolled back", &verify.MismatchError{Unit: u.Name(), Mode: verify.None, Source: srcSum, Dest: verify.Sum{Rows: loaded}})
-	}
-	if w.opts.Verify == verify.Checksum {
-		res.Checksum = srcSum.Checksum()
-	}
-	log.Debug("verified", "mode", w.opts.Verify, "rows", dstSum.Rows, "checksum", res.Checksum, "took", res.Verify)
 	// The source session must still hold its lock now: if it died after
 	// the stream, writes to the source table may have resumed, and
 	// committing the destination would publish a copy they are missing.
@@ -291,12 +324,105 @@ func (w *worker) attempt(ctx context.Context, u partition.Unit, res *Result) (er
 		return fmt.Errorf("%w: the source lock may have been released and writes resumed, so the destination was rolled back", err)
 	}
 
-	// 6. One commit point.
-	if done, err = w.commitPoint(ctx, u, res); err != nil {
+	// 4. One commit point.
+	if done, err = w.commitPoint(ctx, g, res, xid); err != nil {
 		poisoned = true
 		return err
 	}
 	return nil
+}
+
+// member streams one member of a group and verifies it: the source's rows
+// hashed as they stream out, the destination's read back from what it
+// stored. A mismatch comes back as a *verify.MismatchError; the caller
+// rolls the group back. On success *hb holds the source's heartbeat,
+// started when the source finished sending.
+func (w *worker) member(ctx context.Context, u *partition.Unit, m *Result, hb **heartbeat, log *slog.Logger) error {
+	// Once the source has sent everything it idles until its commit (or
+	// the next member), under a heartbeat that cancels vctx if the source
+	// is lost.
+	vctx, sourceLost := context.WithCancelCause(ctx)
+	defer sourceLost(nil)
+	start := time.Now()
+	srcSum, loaded, err := w.stream(ctx, u, m, hb, sourceLost)
+	m.Copy = time.Since(start)
+	if err != nil {
+		return err
+	}
+	m.Rows = srcSum.Rows
+	log.Debug("streamed", "table", u.Name(), "rows", srcSum.Rows, "loaded", loaded, "bytes", m.Bytes, "format", u.Format(), "took", m.Copy)
+
+	start = time.Now()
+	dstSum, err := w.readBack(vctx, w.dstConn, u, loaded)
+	m.Verify = time.Since(start)
+	if err != nil {
+		if vctx.Err() != nil && ctx.Err() == nil {
+			err = context.Cause(vctx)
+		}
+		return fmt.Errorf("%w; rolled back", err)
+	}
+	if err := verify.Compare(u.Name(), w.opts.Verify, srcSum, dstSum); err != nil {
+		return fmt.Errorf("%w%s; rolled back", err, w.triggerHint(u))
+	}
+	if loaded != srcSum.Rows {
+		return fmt.Errorf("%w%s; rolled back", &verify.MismatchError{Unit: u.Name(), Mode: verify.None, Source: srcSum, Dest: verify.Sum{Rows: loaded}}, w.triggerHint(u))
+	}
+	if w.opts.Verify == verify.Checksum {
+		m.Checksum = srcSum.Checksum()
+	}
+	log.Debug("verified", "table", u.Name(), "mode", w.opts.Verify, "rows", dstSum.Rows, "checksum", m.Checksum, "took", m.Verify)
+	return nil
+}
+
+// triggerHint explains a mismatch: what COPY stores can differ from what
+// it was sent only through the destination's BEFORE INSERT row triggers
+// (rules do not apply to COPY), so when the table has such triggers and
+// they fired, they changed or dropped rows.
+func (w *worker) triggerHint(u *partition.Unit) string {
+	if w.opts.DisableTriggers {
+		return ""
+	}
+	var names []string
+	for _, t := range u.DestTriggers {
+		if t.BeforeRow && t.Fires() {
+			names = append(names, t.Name)
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (destination trigger %s changed or dropped rows as they were loaded; --disable-triggers copies without them)",
+		strings.Join(names, ", "))
+}
+
+// triggersSQL is what --disable-triggers runs on the destination: before
+// loading, every user trigger of the group's tables disabled; before the
+// commit, exactly those that were enabled enabled again in their own mode.
+// Both run inside the unit's transaction, so no other session ever sees
+// them disabled (it could not touch the locked tables anyway).
+func triggersSQL(g *partition.Group) (disable, enable []string) {
+	for _, u := range g.Units {
+		fires := false
+		for _, t := range u.DestTriggers {
+			var mode string
+			switch t.Enabled {
+			case "O":
+				mode = "ENABLE"
+			case "A":
+				mode = "ENABLE ALWAYS"
+			case "R":
+				mode = "ENABLE REPLICA"
+			default:
+				continue
+			}
+			fires = true
+			enable = append(enable, fmt.Sprintf("ALTER TABLE %s %s TRIGGER %s", only(u.Dest), mode, pgx.Identifier{t.Name}.Sanitize()))
+		}
+		if fires {
+			disable = append(disable, fmt.Sprintf("ALTER TABLE %s DISABLE TRIGGER USER", only(u.Dest)))
+		}
+	}
+	return disable, enable
 }
 
 // WriteBlockError says a unit would have blocked writes to its source
@@ -347,7 +473,7 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 // onLost): the source idles from then on, while the destination finishes
 // (its foreign-key checks and deferred work may take long) and is read
 // back. On failure the heartbeat is stopped again.
-func (w *worker) stream(ctx context.Context, u partition.Unit, res *Result, hb **heartbeat, onLost func(error)) (verify.Sum, int64, error) {
+func (w *worker) stream(ctx context.Context, u *partition.Unit, res *Result, hb **heartbeat, onLost func(error)) (verify.Sum, int64, error) {
 	sctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	prog := &progress{}
@@ -407,19 +533,20 @@ func (w *worker) stream(ctx context.Context, u partition.Unit, res *Result, hb *
 
 // readBack computes the destination's figures from what it stored, inside
 // conn's transaction, as figures does for either side of a verify.
-func (w *worker) readBack(ctx context.Context, conn *pgx.Conn, u partition.Unit, loaded int64) (verify.Sum, error) {
+func (w *worker) readBack(ctx context.Context, conn *pgx.Conn, u *partition.Unit, loaded int64) (verify.Sum, error) {
 	if w.opts.Verify == verify.None {
 		return verify.Sum{Rows: loaded}, nil
 	}
+	// Object names (regclass and the like, also inside domains, arrays
+	// and composites) print relative to the search_path: it is pinned for
+	// the read-back, in the read-back's own message, and reset before the
+	// next member's COPY (see attempt) so that triggers and defaults run
+	// under the destination's own; SET LOCAL ends with the transaction.
+	pre := ""
 	if !u.Binary {
-		if err := w.step(ctx, w.dst, conn, "SET search_path", qualifiedNamesSQL); err != nil {
-			return verify.Sum{}, err
-		}
+		pre = qualifiedNamesSQL + "; "
 	}
-	sum, err := figures(ctx, conn, w.dst.name, u.Dest, u, w.opts.Verify, w.opts.StallTimeout)
-	if err == nil && !u.Binary {
-		err = w.step(ctx, w.dst, conn, "SET search_path", defaultNamesSQL)
-	}
+	sum, err := figures(ctx, conn, w.dst.name, u.Dest, u, w.opts.Verify, w.opts.StallTimeout, pre)
 	if err != nil && !errors.As(err, new(*StallError)) {
 		err = partition.RowSecurityRefusal("destination", u.Dest, fmt.Errorf("destination: read back %s: %w", u.Dest, err))
 	}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"lockstep/internal/redact"
 )
 
 // Mode is a table lock mode.
@@ -29,16 +31,27 @@ type Blocker struct {
 	Application string
 	State       string
 	XactAge     time.Duration
-	Query       string
+	Query       string // its query text, on one line, passwords removed, at most MaxQuery characters
+}
+
+// MaxQuery is how much of a blocker's query text is kept.
+const MaxQuery = 120
+
+// queryText makes another session's query fit for errors and reports: it
+// may hold passwords (ALTER ROLE ... PASSWORD, a dblink connection string),
+// which are removed before the text is cut, so that a cut cannot hide a
+// literal from the redaction.
+func queryText(q string) string {
+	q = strings.Join(strings.Fields(redact.Passwords(q)), " ")
+	if r := []rune(q); len(r) > MaxQuery {
+		q = string(r[:MaxQuery-3]) + "..."
+	}
+	return q
 }
 
 func (b Blocker) String() string {
-	q := strings.Join(strings.Fields(b.Query), " ")
-	if len(q) > 120 {
-		q = q[:117] + "..."
-	}
 	return fmt.Sprintf("pid %d (user %s, application %q, %s, transaction open %s): %s",
-		b.PID, b.User, b.Application, b.State, b.XactAge.Round(time.Millisecond), q)
+		b.PID, b.User, b.Application, b.State, b.XactAge.Round(time.Millisecond), queryText(b.Query))
 }
 
 // TimeoutError says a lock was not granted within the lock timeout. The
@@ -64,53 +77,131 @@ func (e *TimeoutError) Error() string {
 	return msg + "; blocked by " + strings.Join(parts, "; ")
 }
 
-// Request is one lock attempt.
+// Target is one table a request locks.
+type Target struct {
+	Table pgx.Identifier
+	Only  bool // the table alone, not its inheritance children
+}
+
+// Request is one lock attempt on one or more tables, locked in the order
+// given by one LOCK statement.
 type Request struct {
 	Side    string // "source" or "destination", for messages
-	Table   pgx.Identifier
-	Only    bool // lock the table alone, not inheritance children
+	Tables  []Target
 	Mode    Mode
 	Timeout time.Duration
+	// Before and After are statements sent in the same message as the
+	// LOCK, so that the whole step costs one round trip: Before runs first
+	// (BEGIN and settings), After once the lock is granted (TRUNCATE, a
+	// SELECT whose answer the caller wants).
+	Before, After []string
 	// Watch opens a second connection to the same server to look up
 	// blockers while the attempt waits. Nil: no blocker report.
 	Watch func(ctx context.Context) (*pgx.Conn, error)
 }
 
-// SQL is the statements of one attempt, to run inside an open transaction.
-func (r Request) SQL() string {
-	only := ""
-	if r.Only {
-		only = "ONLY "
+// names is the tables as LOCK lists them.
+func (r Request) names() string {
+	parts := make([]string, len(r.Tables))
+	for i, t := range r.Tables {
+		parts[i] = t.Table.Sanitize()
+		if t.Only {
+			parts[i] = "ONLY " + parts[i]
+		}
 	}
-	return fmt.Sprintf("SET LOCAL lock_timeout = %d; LOCK TABLE %s%s IN %s MODE",
-		r.Timeout.Milliseconds(), only, r.Table.Sanitize(), r.Mode)
+	return strings.Join(parts, ", ")
 }
 
-// Acquire makes one attempt to lock r.Table on conn, which must be inside a
-// transaction that has run no query yet when a snapshot taken after the lock
-// matters. It returns how long the attempt waited. On a lock timeout it
-// returns a *TimeoutError naming the blockers; the transaction is then
-// aborted and must be rolled back.
-func Acquire(ctx context.Context, conn *pgx.Conn, r Request) (time.Duration, error) {
-	start := time.Now()
+// tableNames is the tables for messages.
+func (r Request) tableNames() string {
+	parts := make([]string, len(r.Tables))
+	for i, t := range r.Tables {
+		parts[i] = t.Table.Sanitize()
+	}
+	return strings.Join(parts, ", ")
+}
+
+// statements is the message an attempt sends, and the index of the LOCK
+// in it.
+func (r Request) statements() ([]string, int) {
+	s := append([]string{}, r.Before...)
+	s = append(s, fmt.Sprintf("SET LOCAL lock_timeout = %d", r.Timeout.Milliseconds()),
+		fmt.Sprintf("LOCK TABLE %s IN %s MODE", r.names(), r.Mode))
+	at := len(s) - 1
+	return append(s, r.After...), at
+}
+
+// SQL is the statements of one attempt, in one message.
+func (r Request) SQL() string {
+	s, _ := r.statements()
+	return strings.Join(s, "; ")
+}
+
+// Grant is a granted lock: when the request was sent (from then on a queued
+// request already blocks others), how long it waited, and the rows of the
+// last After statement.
+type Grant struct {
+	Sent time.Time
+	Wait time.Duration
+	Rows [][][]byte
+}
+
+// Acquire makes one attempt to lock r.Tables on conn, sending r.Before,
+// the LOCK and r.After as one message. The LOCK must come before any query
+// of its transaction when a snapshot taken after the lock matters. On a
+// lock timeout it returns a *TimeoutError naming the blockers; the
+// transaction is then aborted and must be rolled back. A failing Before
+// or After statement comes back as its error, wrapped with the side.
+func Acquire(ctx context.Context, conn *pgx.Conn, r Request) (Grant, error) {
+	g := Grant{Sent: time.Now()}
 	pid := conn.PgConn().PID()
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	blockers := make(chan []Blocker, 1)
 	go func() { blockers <- watch(watchCtx, r, pid) }()
 
-	_, err := conn.PgConn().Exec(ctx, r.SQL()).ReadAll()
+	stmts, at := r.statements()
+	mrr := conn.PgConn().Exec(ctx, strings.Join(stmts, "; "))
+	done := 0
+	for mrr.NextResult() {
+		res := mrr.ResultReader().Read()
+		if res.Err != nil {
+			break
+		}
+		if done == at {
+			g.Wait = time.Since(g.Sent)
+			stopWatch()
+		}
+		g.Rows = res.Rows
+		done++
+	}
+	err := mrr.Close()
 	stopWatch()
 	seen := <-blockers
-	wait := time.Since(start)
+	if done <= at {
+		g.Wait = time.Since(g.Sent)
+	}
 
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "55P03" {
-		return wait, &TimeoutError{Side: r.Side, Table: r.Table.Sanitize(), Mode: r.Mode, Timeout: r.Timeout, Blockers: seen}
+	switch {
+	case errors.As(err, &pgErr) && pgErr.Code == "55P03" && done == at:
+		return g, &TimeoutError{Side: r.Side, Table: r.tableNames(), Mode: r.Mode, Timeout: r.Timeout, Blockers: seen}
+	case err == nil:
+		return g, nil
+	case done == at:
+		return g, fmt.Errorf("%s: lock %s: %w", r.Side, r.tableNames(), err)
+	case done < len(stmts) && done > at:
+		return g, fmt.Errorf("%s: %s: %w", r.Side, firstWords(stmts[done]), err)
 	}
-	if err != nil {
-		return wait, fmt.Errorf("%s: lock %s: %w", r.Side, r.Table.Sanitize(), err)
+	return g, fmt.Errorf("%s: %w", r.Side, err)
+}
+
+// firstWords names a statement in an error: its first words, or all of it
+// when short.
+func firstWords(sql string) string {
+	if len(sql) > 200 {
+		return sql[:197] + "..."
 	}
-	return wait, nil
+	return sql
 }
 
 // watch waits half the timeout; if the attempt is still waiting then, it
@@ -163,6 +254,7 @@ func Blockers(ctx context.Context, conn *pgx.Conn, pid uint32) ([]Blocker, error
 		var age float64
 		err := r.Scan(&b.PID, &b.User, &b.Application, &b.State, &age, &b.Query)
 		b.XactAge = time.Duration(age * float64(time.Second))
+		b.Query = queryText(b.Query)
 		return b, err
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -26,8 +27,14 @@ func TestBackoffDoublesWithJitterAndCap(t *testing.T) {
 }
 
 func TestRequestSQL(t *testing.T) {
-	r := Request{Table: pgx.Identifier{"s", `t"x`}, Mode: Exclusive, Timeout: 1500 * time.Millisecond}
+	r := Request{Tables: []Target{{Table: pgx.Identifier{"s", `t"x`}}}, Mode: Exclusive, Timeout: 1500 * time.Millisecond}
 	if got, want := r.SQL(), `SET LOCAL lock_timeout = 1500; LOCK TABLE "s"."t""x" IN EXCLUSIVE MODE`; got != want {
+		t.Errorf("got %s, want %s", got, want)
+	}
+	r = Request{Tables: []Target{{Table: pgx.Identifier{"public", "a"}, Only: true}, {Table: pgx.Identifier{"public", "p"}}},
+		Mode: AccessExclusive, Timeout: time.Second, Before: []string{"BEGIN"}, After: []string{`TRUNCATE ONLY "public"."a", "public"."p"`}}
+	want := `BEGIN; SET LOCAL lock_timeout = 1000; LOCK TABLE ONLY "public"."a", "public"."p" IN ACCESS EXCLUSIVE MODE; TRUNCATE ONLY "public"."a", "public"."p"`
+	if got := r.SQL(); got != want {
 		t.Errorf("got %s, want %s", got, want)
 	}
 }
@@ -40,5 +47,21 @@ func TestTimeoutErrorNamesBlockers(t *testing.T) {
 		if !strings.Contains(msg, w) {
 			t.Errorf("%q lacks %q", msg, w)
 		}
+	}
+}
+
+func TestBlockerQueryRedactedAndCut(t *testing.T) {
+	q := "ALTER ROLE app PASSWORD 'hunter2-" + strings.Repeat("é", 200) + "'"
+	if got := queryText(q); strings.Contains(got, "hunter2") || strings.Contains(got, "é") || got != "ALTER ROLE app PASSWORD 'xxxxx'" {
+		t.Errorf("queryText = %q", got)
+	}
+	long := "SELECT '" + strings.Repeat("é", 300) + "' -- password=s3cret"
+	got := queryText(long)
+	if n := len([]rune(got)); n != MaxQuery || !strings.HasSuffix(got, "...") || !utf8.ValidString(got) {
+		t.Errorf("queryText kept %d runes (valid UTF-8: %v): %q", n, utf8.ValidString(got), got)
+	}
+	b := Blocker{Query: "SELECT dblink_connect('host=h password=s3cret')"}
+	if strings.Contains(b.String(), "s3cret") {
+		t.Errorf("Blocker.String = %q", b.String())
 	}
 }

@@ -120,12 +120,6 @@ func PinCatalogPath(ctx context.Context, q Querier) error {
 	return rows.Err()
 }
 
-// ForeignKey is a constraint on another table that references a table.
-type ForeignKey struct {
-	Name        string
-	Referencing string
-}
-
 func quoteList(names []string) string {
 	q := make([]string, len(names))
 	for i, n := range names {

@@ -12,6 +12,18 @@ import (
 	"lockstep/verify"
 )
 
+// TriggerNames lists the destination's user triggers.
+func (u Unit) TriggerNames() []string {
+	out := make([]string, len(u.DestTriggers))
+	for i, t := range u.DestTriggers {
+		out[i] = t.Name
+		if !t.Fires() {
+			out[i] += " (disabled)"
+		}
+	}
+	return out
+}
+
 // Unit is one table (or leaf partition) to copy, with everything decided
 // before anything is locked.
 type Unit struct {
@@ -22,7 +34,7 @@ type Unit struct {
 	FormatWhy       string // why binary or text
 	Freeze          bool   // COPY FREEZE is possible after TRUNCATE
 	Estimate        Estimate
-	DestTriggers    []string           // user triggers on the destination table
+	DestTriggers    []Trigger          // user triggers on the destination table
 	DestForeignKeys []string           // foreign keys of the destination table
 	Key             []verify.KeyColumn // with Options.WithKey: the key that pinpoints rows
 	NoKey           string             // with Options.WithKey: why there is no key
@@ -188,6 +200,10 @@ type Options struct {
 	Lock        bool     // units will be locked on both sides (copy, or verify --lock)
 	WithKey     bool     // find each unit's key (for pinpointing differences)
 	Key         []string // the key columns to use instead of the primary key
+	FKMode      FKMode   // how foreign keys referencing selected tables are handled (copy only)
+	// DisableTriggers: the copy disables the destination tables' user
+	// triggers while it loads them; the role must be able to.
+	DisableTriggers bool
 	// SkipMissing leaves out, without an error, the selected tables the
 	// destination lacks: --create-missing plans the rest before creating
 	// them (see create.go), and a plan of it lists them instead of units.
@@ -202,7 +218,8 @@ func (o Options) stage(s string) {
 	}
 }
 
-// Plan turns a selection into units. src and dst are read-only
+// Plan turns a selection into groups of units (see groups.go; for a
+// verify, or a table nothing references, a group of one). src and dst are read-only
 // transactions on each side; names are resolved first with each server's
 // own search_path, then the search_path is pinned for type names. A table
 // selected twice yields one unit. An empty selection is an error.
@@ -210,7 +227,7 @@ func (o Options) stage(s string) {
 // Each side's catalog is read in a fixed number of queries whatever the
 // number of units (one per regex, and --exact-counts counts in chunks);
 // the answers are matched up in Go.
-func Plan(ctx context.Context, src, dst Querier, o Options) ([]Unit, error) {
+func Plan(ctx context.Context, src, dst Querier, o Options) ([]Group, error) {
 	o.stage("resolving names")
 	pairs, err := selected(ctx, src, dst, o)
 	if err != nil {
@@ -277,8 +294,14 @@ func Plan(ctx context.Context, src, dst Querier, o Options) ([]Unit, error) {
 		}
 		units = append(units, u)
 	}
-	orderUnits(units, o.Order)
-	return units, nil
+	if !o.Copy {
+		groups := make([]Group, len(units))
+		for i, u := range units {
+			groups[i] = Group{Units: []Unit{u}}
+		}
+		return orderGroups(groups, o.Order), nil
+	}
+	return groupUnits(units, dc.fks, o.FKMode, o.Order)
 }
 
 type tablePair struct {
@@ -465,16 +488,16 @@ func matchLeaves(d Table, sl, dl []Table) (pairs []tablePair, extra []Table, err
 
 // catalog is what one side's catalog says about the units' tables.
 type catalog struct {
-	columns      map[uint32][]Column
-	privileges   map[uint32]privileges
-	role         string
-	rowSecurity  map[uint32]error        // the tables whose row-level security would hide rows
-	referencedBy map[uint32][]ForeignKey // destination
-	triggers     map[uint32][]string     // destination
-	foreignKeys  map[uint32][]string     // destination
-	estimates    map[uint32]Estimate     // source; destination for destination-only leaves
-	counts       map[uint32]int64        // source, with ExactCounts
-	indexes      map[uint32][]index      // source, with WithKey
+	columns     map[uint32][]Column
+	privileges  map[uint32]privileges
+	role        string
+	rowSecurity map[uint32]error     // the tables whose row-level security would hide rows
+	fks         *fkGraph             // destination, for a copy
+	triggers    map[uint32][]Trigger // destination
+	foreignKeys map[uint32][]string  // destination
+	estimates   map[uint32]Estimate  // source; destination for destination-only leaves
+	counts      map[uint32]int64     // source, with ExactCounts
+	indexes     map[uint32][]index   // source, with WithKey
 }
 
 // readCatalogs reads both sides' catalogs for the units' tables, a fixed
@@ -520,8 +543,20 @@ func readCatalogs(ctx context.Context, src, dst Querier, all []tablePair, o Opti
 		if dc.columns, err = columnsOf(ctx, dst, ds); err != nil {
 			return wrapSide("destination", "columns", err)
 		}
-		if dc.referencedBy, err = referencedByOf(ctx, dst, ds); err != nil {
-			return wrapSide("destination", "foreign keys referencing the tables", err)
+		if o.Copy {
+			if dc.fks, err = readFKGraph(ctx, dst, ds, o.FKMode); err != nil {
+				return wrapSide("destination", "foreign keys referencing the tables", err)
+			}
+		}
+		if o.Copy && o.FKMode == FKReplica {
+			var super bool
+			if err := dst.QueryRow(ctx, "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user").Scan(&super); err != nil {
+				return wrapSide("destination", "role", err)
+			}
+			if !super {
+				return &SchemaError{Side: "destination", Table: "--fk-mode replica",
+					Why: "needs a superuser (it sets session_replication_role = replica so that foreign keys are not checked); use --fk-mode group"}
+			}
 		}
 		if dc.privileges, dc.role, err = privilegesOf(ctx, dst, ds); err != nil {
 			return wrapSide("destination", "privileges", err)
@@ -558,14 +593,6 @@ func planUnit(s, d Table, sc, dc *catalog, o Options) (Unit, error) {
 	if err != nil {
 		return Unit{}, err
 	}
-	if fks := dc.referencedBy[d.OID]; len(fks) > 0 {
-		var refs []string
-		for _, f := range fks {
-			refs = append(refs, fmt.Sprintf("%s on %s", f.Name, f.Referencing))
-		}
-		return Unit{}, &SchemaError{Side: "destination", Table: d.String(),
-			Why: fmt.Sprintf("cannot be truncated: referenced by foreign key %s; drop the constraint for the move and re-add it afterwards (ADD ... NOT VALID, then VALIDATE CONSTRAINT)", strings.Join(refs, ", "))}
-	}
 	if err := checkPrivileges("source", s, sc, o); err != nil {
 		return Unit{}, err
 	}
@@ -580,8 +607,18 @@ func planUnit(s, d Table, sc, dc *catalog, o Options) (Unit, error) {
 	}
 	u := Unit{Source: s, Dest: d, Columns: cols, Skipped: skipped, Binary: binary, FormatWhy: why, Freeze: d.Kind == "r",
 		Estimate: sc.estimates[s.OID], DestTriggers: dc.triggers[d.OID], DestForeignKeys: dc.foreignKeys[d.OID]}
+
 	if n, ok := sc.counts[s.OID]; ok {
 		u.Estimate.Rows, u.Estimate.Exact = n, true
+	}
+	if o.DisableTriggers {
+		for _, t := range u.DestTriggers {
+			if t.Fires() && !t.Alterable {
+				return Unit{}, &SchemaError{Side: "destination", Table: d.String(),
+					Why: fmt.Sprintf("--disable-triggers: role %s may not disable trigger %s (ALTER TABLE … DISABLE TRIGGER needs the table's owner or a superuser)",
+						dc.role, quoteList([]string{t.Name}))}
+			}
+		}
 	}
 	if o.WithKey {
 		if u.Key, u.NoKey, err = Key(s, sc.indexes[s.OID], o.Key); err != nil {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The project's whole check: formatting, go vet, and every test against real
+# The project's whole check: formatting, tidy go.mod, go vet, and every test against real
 # PostgreSQL servers (started by internal/pgtest from the local binaries).
 #
 #   scripts/test.sh                      everything
@@ -152,6 +152,15 @@ if [ ${#files[@]} -gt 0 ]; then
 	fi
 fi
 echo "${#files[@]} files formatted"
+
+section "go mod tidy"
+# go.mod and go.sum must be what go mod tidy makes of the code: a drift
+# (a direct dependency marked indirect, a stale or missing sum) fails here.
+if ! drift=$(go mod tidy -diff 2>&1); then
+	printf '%s\n' "$drift"
+	die "go.mod/go.sum differ from what go mod tidy produces (diff above): run go mod tidy and commit the result"
+fi
+echo "go.mod and go.sum are tidy"
 
 section "go vet ${pkgs[*]}"
 go vet "${pkgs[@]}"

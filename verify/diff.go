@@ -10,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/sync/errgroup"
+
+	"lockstep/internal/redact"
 )
 
 // Querier is a transaction (or connection) on one side.
@@ -528,14 +530,15 @@ func FetchMissing(ctx context.Context, src Side, s Spec, d *Diff) error {
 }
 
 // Summary renders the diff for a terminal: counts, then up to n keys of
-// each kind.
+// each kind. Key values and names are the table's data: their control
+// characters are escaped.
 func (d *Diff) Summary(n int) string {
 	if d.Unavailable != "" {
-		return "  diff: cannot pinpoint rows: " + d.Unavailable
+		return "  diff: cannot pinpoint rows: " + redact.Control(d.Unavailable)
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "  diff on (%s): %d missing on the destination, %d extra on the destination, %d changed; %d segments compared, depth %d, %d rows fetched, %s (%s)",
-		strings.Join(d.Key, ", "), d.MissingCount, d.ExtraCount, d.ChangedCount, d.Segments, d.Depth, d.RowsFetched,
+		redact.Control(strings.Join(d.Key, ", ")), d.MissingCount, d.ExtraCount, d.ChangedCount, d.Segments, d.Depth, d.RowsFetched,
 		d.Elapsed.Round(time.Millisecond), d.HashFunc)
 	list := func(what string, keys [][]string) {
 		for i, k := range keys {
@@ -543,7 +546,7 @@ func (d *Diff) Summary(n int) string {
 				fmt.Fprintf(&b, "\n    ... %d more %s in the report", len(keys)-n, what)
 				return
 			}
-			fmt.Fprintf(&b, "\n    %s: (%s)", what, strings.Join(k, ", "))
+			fmt.Fprintf(&b, "\n    %s: (%s)", what, redact.Control(strings.Join(k, ", ")))
 		}
 	}
 	list("missing", d.Missing)
@@ -554,7 +557,7 @@ func (d *Diff) Summary(n int) string {
 			fmt.Fprintf(&b, "\n    ... %d more changed in the report", len(d.Changed)-n)
 			break
 		}
-		fmt.Fprintf(&b, "\n    changed: (%s) columns %s", strings.Join(c.Key, ", "), strings.Join(c.Columns, ", "))
+		fmt.Fprintf(&b, "\n    changed: (%s) columns %s", redact.Control(strings.Join(c.Key, ", ")), redact.Control(strings.Join(c.Columns, ", ")))
 	}
 	return b.String()
 }

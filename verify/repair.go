@@ -7,15 +7,24 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"lockstep/internal/redact"
 )
 
-// literal quotes text as an SQL literal (standard_conforming_strings on);
-// nil is NULL. The destination coerces it to the column's type.
+// literal quotes text as an SQL literal that means the same whatever
+// standard_conforming_strings is, so a statement stays safe when it is
+// copied out of the file on its own: text with a backslash becomes an
+// E'...' literal with the backslashes doubled. nil is NULL. The destination
+// coerces the literal to the column's type.
 func literal(v *string) string {
 	if v == nil {
 		return "NULL"
 	}
-	return "'" + strings.ReplaceAll(*v, "'", "''") + "'"
+	s := strings.ReplaceAll(*v, "'", "''")
+	if strings.Contains(s, `\`) {
+		return "E'" + strings.ReplaceAll(s, `\`, `\\`) + "'"
+	}
+	return "'" + s + "'"
 }
 
 func keyPredicate(key []KeyColumn, vals []string) string {
@@ -29,15 +38,25 @@ func keyPredicate(key []KeyColumn, vals []string) string {
 
 // WriteRepairSQL writes statements that would make the destination table
 // match the source for the differences found (not executed by lockstep).
-func (d *Diff) WriteRepairSQL(w io.Writer, destTable string, cols []string, key []KeyColumn) error {
-	fmt.Fprintf(w, "-- %s: %d missing, %d extra, %d changed on the destination\n", destTable, d.MissingCount, d.ExtraCount, d.ChangedCount)
+// destTable is the quoted table name; only says the diff compared the
+// table's own rows (not a partitioned table's), so that DELETE and UPDATE
+// must not reach inheritance children either. Names and values are quoted
+// (identifiers) or literals; the comment's copy of the name has its
+// control characters escaped, so that no name can end the comment.
+func (d *Diff) WriteRepairSQL(w io.Writer, destTable string, only bool, cols []string, key []KeyColumn) error {
+	fmt.Fprintf(w, "-- table %s: %d missing, %d extra, %d changed on the destination\n",
+		redact.Control(destTable), d.MissingCount, d.ExtraCount, d.ChangedCount)
 	if d.Truncated {
 		fmt.Fprintf(w, "-- only the differences listed were written; re-run after applying these\n")
+	}
+	target := destTable
+	if only {
+		target = "ONLY " + destTable
 	}
 	// A key held more than once loses every copy here; Inserts holds its
 	// source row.
 	for _, k := range slices.Concat(d.Extra, d.Duplicated) {
-		fmt.Fprintf(w, "DELETE FROM %s WHERE %s;\n", destTable, keyPredicate(key, k))
+		fmt.Fprintf(w, "DELETE FROM %s WHERE %s;\n", target, keyPredicate(key, k))
 	}
 	for _, row := range d.Inserts {
 		if row == nil {
@@ -57,7 +76,7 @@ func (d *Diff) WriteRepairSQL(w io.Writer, destTable string, cols []string, key 
 		for i, col := range c.Columns {
 			sets[i] = pgx.Identifier{col}.Sanitize() + " = " + literal(c.Source[i])
 		}
-		fmt.Fprintf(w, "UPDATE %s SET %s WHERE %s;\n", destTable, strings.Join(sets, ", "), keyPredicate(key, c.Key))
+		fmt.Fprintf(w, "UPDATE %s SET %s WHERE %s;\n", target, strings.Join(sets, ", "), keyPredicate(key, c.Key))
 	}
 	_, err := fmt.Fprintln(w)
 	return err

@@ -5,9 +5,11 @@
 // destination server for the whole package, runs the tests and then stops and
 // removes everything it started. Tests call Get for that pair, Env.NewDBs for
 // a fresh database on each server, and NewServer for a private server they
-// may stop and start (fault tests), and NewProxy for a TCP proxy that can
-// stall or cut the network between a client and a server, and (as root)
-// NewPartition for a link to a private server whose packets can be dropped.
+// may stop and start (fault tests), or one that takes TLS connections only
+// (NewServer with WithTLS; local binaries only), and NewProxy for a TCP
+// proxy that can stall or cut the network between a client and a server,
+// and (as root) NewPartition for a link to a private server whose packets
+// can be dropped.
 //
 // Servers come from the first of these that applies:
 //

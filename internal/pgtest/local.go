@@ -205,9 +205,14 @@ type localServer struct {
 	base string // throwaway directory: owner, data/
 	data string
 	log  string
+	tls  bool // ssl=on with server.crt and server.key in data, hostssl only
 }
 
 func (p *localProvider) newServer(name string) (*Server, error) {
+	return p.newServerWith(name, serverOptions{})
+}
+
+func (p *localProvider) newServerWith(name string, o serverOptions) (*Server, error) {
 	base, err := os.MkdirTemp(p.parent, dirPrefix+"*")
 	if err != nil {
 		return nil, fmt.Errorf("%s server: %w", name, err)
@@ -223,11 +228,15 @@ func (p *localProvider) newServer(name string) (*Server, error) {
 		name:     name,
 		ctl:      ls,
 	}
+	if o.tlsCert != nil {
+		ls.tls = true
+		s.query = url.Values{"sslmode": {"require"}}
+	}
 	register(s)
 	// Holding s.mu makes an interrupt's removal wait until the server is
 	// fully started or has failed, so that nothing escapes it.
 	s.mu.Lock()
-	err = ls.create(s)
+	err = ls.create(s, o)
 	s.mu.Unlock()
 	if err != nil {
 		_ = s.remove()
@@ -237,7 +246,7 @@ func (p *localProvider) newServer(name string) (*Server, error) {
 }
 
 // create runs initdb, writes the settings and starts the server on a free port.
-func (ls *localServer) create(s *Server) error {
+func (ls *localServer) create(s *Server, o serverOptions) error {
 	p := ls.p
 	// The owner file lets a later run remove this directory if this process dies.
 	owner := filepath.Join(ls.base, "owner")
@@ -261,6 +270,12 @@ func (ls *localServer) create(s *Server) error {
 	_ = os.Remove(pwfile)
 	if err != nil {
 		return fmt.Errorf("initdb: %v\n%s", err, tail(string(out), 20))
+	}
+
+	if ls.tls {
+		if err := ls.setupTLS(o.tlsCert, o.tlsKey); err != nil {
+			return err
+		}
 	}
 
 	conf := filepath.Join(ls.data, "postgresql.conf")
@@ -297,12 +312,46 @@ func (ls *localServer) create(s *Server) error {
 	}
 }
 
+// setupTLS writes the server's certificate and key where ssl_cert_file
+// and ssl_key_file find them (the key owned by the server user, mode 0600,
+// as PostgreSQL requires) and makes every host line of pg_hba.conf
+// hostssl, so that connections without TLS are refused.
+func (ls *localServer) setupTLS(cert, key []byte) error {
+	for _, f := range []struct {
+		name string
+		pem  []byte
+	}{{"server.crt", cert}, {"server.key", key}} {
+		path := filepath.Join(ls.data, f.name)
+		if err := os.WriteFile(path, f.pem, 0o600); err != nil {
+			return err
+		}
+		if err := ls.p.chown(path); err != nil {
+			return err
+		}
+	}
+	hba := filepath.Join(ls.data, "pg_hba.conf")
+	b, err := os.ReadFile(hba)
+	if err != nil {
+		return err
+	}
+	lines := strings.Split(string(b), "\n")
+	for i, l := range lines {
+		if f := strings.Fields(l); len(f) > 0 && f[0] == "host" {
+			lines[i] = "hostssl" + strings.TrimPrefix(l, "host")
+		}
+	}
+	return os.WriteFile(hba, []byte(strings.Join(lines, "\n")), 0o600)
+}
+
 func (ls *localServer) writeSettings(port int) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen_addresses = '127.0.0.1'\nport = %d\nunix_socket_directories = '%s'\n",
 		port, strings.ReplaceAll(ls.data, "'", "''"))
 	for _, s := range speedSettings {
 		fmt.Fprintf(&b, "%s = %s\n", s.name, s.value)
+	}
+	if ls.tls {
+		b.WriteString("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")
 	}
 	path := filepath.Join(ls.data, "lockstep_test.conf")
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {

@@ -314,16 +314,47 @@ func Get(t testing.TB) *Env {
 	return pkgEnv
 }
 
+// Option configures a private server started by NewServer.
+type Option func(*serverOptions)
+
+type serverOptions struct {
+	tlsCert, tlsKey []byte // PEM; nil: no TLS
+}
+
+// WithTLS starts the server with ssl=on, serving this certificate and key
+// (PEM), and makes it refuse host connections without TLS (hostssl only),
+// so that a client that connects is known to use TLS. Its DSNs use
+// sslmode=require. Only local servers support it; with Docker the test is
+// skipped.
+func WithTLS(certPEM, keyPEM []byte) Option {
+	return func(o *serverOptions) { o.tlsCert, o.tlsKey = certPEM, keyPEM }
+}
+
 // NewServer starts a private extra server just for one test (stopped and
-// removed in t.Cleanup), for fault tests that stop a server. It uses the same
+// removed in t.Cleanup), for fault tests that stop a server and tests that
+// need a server configured unlike the package's pair. It uses the same
 // backend as Main; with user-provided servers the test is skipped.
-func NewServer(t testing.TB) *Server {
+func NewServer(t testing.TB, opts ...Option) *Server {
 	t.Helper()
 	Get(t)
 	if pkgProvider == nil {
 		t.Skipf("pgtest: %s/%s point at user-provided servers; this test needs a private server it can stop", EnvSource, EnvDest)
 	}
-	s, err := pkgProvider.newServer("extra")
+	var o serverOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	var s *Server
+	var err error
+	if o.tlsCert != nil {
+		lp, ok := pkgProvider.(*localProvider)
+		if !ok {
+			t.Skipf("pgtest: a TLS server needs the local PostgreSQL binaries, not %s", pkgProvider.describe())
+		}
+		s, err = lp.newServerWith("extra", o)
+	} else {
+		s, err = pkgProvider.newServer("extra")
+	}
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}

@@ -57,11 +57,25 @@ func (s *Server) NewDB(t testing.TB) string {
 	return s.DSN(name)
 }
 
-// createDB creates database name on s and registers its drop with t.Cleanup.
-// It only returns an error: it may run outside the test's goroutine.
-func createDB(t testing.TB, s *Server, name string) error {
+// NewDBWith is NewDB with options for CREATE DATABASE, such as
+// "LOCALE_PROVIDER icu ICU_LOCALE 'en-US' TEMPLATE template0". It returns
+// the error instead of failing the test, so that a test can skip when the
+// server lacks what the options need.
+func (s *Server) NewDBWith(t testing.TB, options string) (string, error) {
+	t.Helper()
+	name := dbName(t)
+	if err := createDB(t, s, name, options); err != nil {
+		return "", err
+	}
+	return s.DSN(name), nil
+}
+
+// createDB creates database name on s (with options for CREATE DATABASE,
+// if any) and registers its drop with t.Cleanup. It only returns an error:
+// it may run outside the test's goroutine.
+func createDB(t testing.TB, s *Server, name string, options ...string) error {
 	ident := pgx.Identifier{name}.Sanitize()
-	if err := adminExec(s, "CREATE DATABASE "+ident); err != nil {
+	if err := adminExec(s, strings.TrimSpace("CREATE DATABASE "+ident+" "+strings.Join(options, " "))); err != nil {
 		return fmt.Errorf("%s: create database %s: %w", s, name, err)
 	}
 	t.Cleanup(func() {

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"lockstep/copy"
+)
+
+// runState is what one invocation keeps between urfave/cli's callbacks and
+// the end of run, which writes the --report file last, with the final exit
+// code, whichever way the command ended (flag errors included).
+type runState struct {
+	code    int
+	started time.Time
+	secrets []string // passwords to redact from everything printed or written
+
+	parsed  bool   // the command's flags parsed: report is its --report
+	report  string // --report FILE, or "" for none
+	opts    copy.Options
+	rep     *copy.Report  // the units' outcomes, when units ran
+	created *copy.Created // tables --create-missing created
+	runErr  error         // the units' joined errors, when units ran
+}
+
+// jsonReport is what --report writes.
+type jsonReport struct {
+	Started  time.Time      `json:"started"`
+	Finished time.Time      `json:"finished"`
+	ExitCode int            `json:"exit_code"`
+	Error    string         `json:"error,omitempty"`
+	Options  map[string]any `json:"options"`
+	Created  *copy.Created  `json:"created_on_destination,omitempty"` // by --create-missing
+	Run      *copy.Report   `json:"run,omitempty"`
+}
+
+// writeReport writes st's report, if one was asked for; err is what the
+// command returned (nil when units ran, whatever their outcome).
+func writeReport(st *runState, err error) error {
+	if st.report == "" {
+		return nil
+	}
+	opts, secrets := st.opts, st.secrets
+	r := jsonReport{Started: st.started, Finished: time.Now(), ExitCode: st.code, Run: st.rep, Created: st.created,
+		Options: map[string]any{
+			"source": copy.Redact(opts.Source, secrets...), "dest": copy.Redact(opts.Dest, secrets...),
+			"tables": opts.Tables, "tables_matching": opts.Matching, "exclude": opts.Exclude, "order": opts.Order,
+			"jobs": opts.Jobs, "fail_fast": opts.FailFast, "verify": opts.Verify, "lock_timeout": opts.LockTimeout.String(),
+			"stall_timeout": opts.StallTimeout.String(),
+			"lock_retries":  opts.LockRetries, "max_write_block": opts.MaxWriteBlock.String(), "assume_mbps": opts.AssumeMBps,
+			"lock": opts.Lock, "recheck_locked": opts.RecheckLocked, "diff": opts.Diff, "key": opts.DiffKey, "diff_rows": opts.DiffRows,
+			"fk_mode": opts.FKMode, "check_fks": opts.CheckFKs, "disable_triggers": opts.DisableTriggers,
+			"create_missing": opts.CreateMissing, "pg_dump": opts.PgDump,
+		}}
+	if err == nil {
+		err = st.runErr
+	}
+	if err != nil {
+		r.Error = oneLine(copy.Redact(err.Error(), secrets...))
+	}
+	if st.rep != nil {
+		for i := range st.rep.Units {
+			st.rep.Units[i].Error = copy.Redact(st.rep.Units[i].Error, secrets...)
+		}
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("--report: %w", err)
+	}
+	if err := os.WriteFile(st.report, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("--report: %w", err)
+	}
+	return nil
+}
+
+// reportArg finds --report FILE in the arguments of a copy or verify
+// command whose flags did not parse (the last one wins, as in parsing).
+func reportArg(args []string) string {
+	var cmd string
+	var rest []string
+	for i, a := range args {
+		if i > 0 && !strings.HasPrefix(a, "-") {
+			cmd, rest = a, args[i+1:]
+			break
+		}
+	}
+	if cmd != "copy" && cmd != "verify" {
+		return ""
+	}
+	path := ""
+	for i := 0; i < len(rest); i++ {
+		a := rest[i]
+		switch {
+		case a == "--":
+			return path
+		case a == "--report" || a == "-report":
+			if i+1 < len(rest) {
+				path = rest[i+1]
+				i++
+			}
+		case strings.HasPrefix(a, "--report="), strings.HasPrefix(a, "-report="):
+			_, path, _ = strings.Cut(a, "=")
+		}
+	}
+	return path
+}
+
+// argSecrets are the passwords known before any flag is parsed, so that
+// even a flag error is printed without them: PGPASSWORD, and those of
+// LOCKSTEP_SOURCE, LOCKSTEP_DEST and of every argument that reads as a
+// connection string (also as the value of --flag=value).
+func argSecrets(args []string) []string {
+	cands := []string{os.Getenv("LOCKSTEP_SOURCE"), os.Getenv("LOCKSTEP_DEST")}
+	for _, a := range args {
+		if strings.HasPrefix(a, "-") {
+			_, a, _ = strings.Cut(a, "=")
+		}
+		if strings.Contains(a, "=") || strings.Contains(a, "://") {
+			cands = append(cands, a)
+		}
+	}
+	return append([]string{os.Getenv("PGPASSWORD")}, dsnSecrets(cands...)...)
+}
+
+// dsnSecrets are the passwords connection strings carry (or get from
+// PGPASSWORD or a password file).
+func dsnSecrets(dsns ...string) []string {
+	var out []string
+	for _, dsn := range dsns {
+		if dsn == "" {
+			continue
+		}
+		if cfg, err := pgx.ParseConfig(dsn); err == nil && cfg.Password != "" {
+			out = append(out, cfg.Password)
+		}
+	}
+	return out
+}

@@ -98,11 +98,11 @@ func (w *worker) compare(ctx context.Context, u *partition.Unit, res *Result, lo
 		if u.DestOnly {
 			return nil
 		}
-		srcSum, err = figures(gctx, w.srcConn, w.src.name, u.Source, u, w.opts.Verify, w.opts.StallTimeout, "")
+		srcSum, err = figures(gctx, w.srcConn, w.src.name, u.Source, u, w.opts.Verify, w.opts.Checksum, w.opts.StallTimeout, "")
 		return wrapSide("source", u.Source, err)
 	})
 	g.Go(func() (err error) {
-		dstSum, err = figures(gctx, w.dstConn, w.dst.name, u.Dest, u, w.opts.Verify, w.opts.StallTimeout, "")
+		dstSum, err = figures(gctx, w.dstConn, w.dst.name, u.Dest, u, w.opts.Verify, w.opts.Checksum, w.opts.StallTimeout, "")
 		return wrapSide("destination", u.Dest, err)
 	})
 	if err := g.Wait(); err != nil {
@@ -152,13 +152,13 @@ func wrapSide(side string, t partition.Table, err error) error {
 // them: the table's COPY stream hashed row by row. A stream that moves no
 // bytes for stall is cancelled with a *StallError naming side; a count,
 // which sends nothing until it is done, is bounded by keepalives only.
-func figures(ctx context.Context, conn *pgx.Conn, side string, t partition.Table, u *partition.Unit, mode verify.Mode, stall time.Duration, prefix string) (verify.Sum, error) {
+func figures(ctx context.Context, conn *pgx.Conn, side string, t partition.Table, u *partition.Unit, mode verify.Mode, alg verify.Algorithm, stall time.Duration, prefix string) (verify.Sum, error) {
 	if mode == verify.Count {
 		var n int64
 		err := conn.QueryRow(ctx, countSQL(t)).Scan(&n)
 		return verify.Sum{Rows: n}, err
 	}
-	h := verify.NewStream(u.Binary, true)
+	h := verify.NewStream(u.Binary, alg)
 	sctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	p := &progress{}

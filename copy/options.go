@@ -47,8 +47,10 @@ type Options struct {
 	LockRetries  int           // further attempts after a lock timeout
 	RetryBackoff time.Duration // first pause between lock attempts, doubled per attempt
 	Verify       verify.Mode
-	Jobs         int
-	FailFast     bool // start no unit after one failed
+	// Checksum is the per-row hash of checksums (verify.XXH3 by default).
+	Checksum verify.Algorithm
+	Jobs     int
+	FailFast bool // start no unit after one failed
 	// FKMode says how foreign keys that reference selected tables are
 	// handled (partition.FKGroup by default).
 	FKMode partition.FKMode
@@ -160,6 +162,12 @@ func (o *Options) Validate() error {
 	}
 	if o.Verify == "" {
 		o.Verify = verify.Checksum
+	}
+	if o.Checksum == "" {
+		o.Checksum = verify.XXH3
+	}
+	if _, err := verify.ParseAlgorithm(string(o.Checksum)); err != nil {
+		return err
 	}
 	if o.FKMode == "" {
 		o.FKMode = partition.FKGroup

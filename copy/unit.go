@@ -478,7 +478,11 @@ func (w *worker) stream(ctx context.Context, u *partition.Unit, res *Result, hb 
 	defer cancel(nil)
 	prog := &progress{}
 	stopWatch := prog.watch(w.opts.StallTimeout, "streaming "+u.Name(), w.src.name, w.dst.name, cancel)
-	hash := verify.NewStream(u.Binary, w.opts.Verify == verify.Checksum)
+	var alg verify.Algorithm
+	if w.opts.Verify == verify.Checksum {
+		alg = w.opts.Checksum
+	}
+	hash := verify.NewStream(u.Binary, alg)
 	pr, pw := io.Pipe()
 	var sink io.Writer = &handoff{p: prog, out: pw}
 	if w.opts.OnBytes != nil {
@@ -546,7 +550,7 @@ func (w *worker) readBack(ctx context.Context, conn *pgx.Conn, u *partition.Unit
 	if !u.Binary {
 		pre = qualifiedNamesSQL + "; "
 	}
-	sum, err := figures(ctx, conn, w.dst.name, u.Dest, u, w.opts.Verify, w.opts.StallTimeout, pre)
+	sum, err := figures(ctx, conn, w.dst.name, u.Dest, u, w.opts.Verify, w.opts.Checksum, w.opts.StallTimeout, pre)
 	if err != nil && !errors.As(err, new(*StallError)) {
 		err = partition.RowSecurityRefusal("destination", u.Dest, fmt.Errorf("destination: read back %s: %w", u.Dest, err))
 	}

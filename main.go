@@ -187,6 +187,7 @@ func planCommand(st *runState) *cli.Command {
 func runFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.DurationFlag{Name: "lock-timeout", Value: copy.DefaultLockTimeout, Usage: "longest wait for each table lock, on each side"},
+		&cli.StringFlag{Name: "checksum", Value: string(verify.XXH3), Usage: "per-row hash of the checksums: xxh3 (fast, 128 bits) or sha256"},
 		&cli.IntFlag{Name: "lock-retries", Value: copy.DefaultLockRetries, Usage: "further attempts after a lock timeout, with backoff and jitter"},
 		&cli.DurationFlag{Name: "stall-timeout", Value: copy.DefaultStallTimeout,
 			Usage: "roll back a unit whose server stays silent this long (a COPY moving no bytes, a statement unanswered); a dead lockstep's locks are freed within about this, a silent one's within 4 times this"},
@@ -316,6 +317,7 @@ func options(c *cli.Context, st *runState) (copy.Options, error) {
 		StallTimeout:    c.Duration("stall-timeout"),
 		LockRetries:     c.Int("lock-retries"),
 		Verify:          verify.Mode(c.String("verify")),
+		Checksum:        verify.Algorithm(c.String("checksum")),
 		Jobs:            c.Int("jobs"),
 		FailFast:        c.Bool("fail-fast"),
 		CreateMissing:   c.Bool("create-missing"),

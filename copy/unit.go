@@ -16,12 +16,14 @@ import (
 
 	"lockstep/lock"
 	"lockstep/partition"
+	"lockstep/throttle"
 	"lockstep/verify"
 )
 
 // worker runs units one after another on its own pair of connections.
 type worker struct {
 	opts     *Options
+	rate     *throttle.Rate // --max-rate, shared by every worker; nil without
 	src, dst *side
 	srcConn  *pgx.Conn
 	dstConn  *pgx.Conn
@@ -485,6 +487,9 @@ func (w *worker) stream(ctx context.Context, u *partition.Unit, res *Result, hb 
 	hash := verify.NewStream(u.Binary, alg)
 	pr, pw := io.Pipe()
 	var sink io.Writer = &handoff{p: prog, out: pw}
+	if w.rate != nil {
+		sink = w.rate.Writer(sctx, sink)
+	}
 	if w.opts.OnBytes != nil {
 		sink = &progressWriter{out: sink, onBytes: w.opts.OnBytes}
 	}

@@ -52,6 +52,7 @@ func writeReport(st *runState, err error) error {
 			"stall_timeout": opts.StallTimeout.String(),
 			"lock_retries":  opts.LockRetries, "max_write_block": opts.MaxWriteBlock.String(), "assume_mbps": opts.AssumeMBps,
 			"lock": opts.Lock, "recheck_locked": opts.RecheckLocked, "diff": opts.Diff, "key": opts.DiffKey, "diff_rows": opts.DiffRows,
+			"sequences": opts.Sequences,
 		}}
 	if err == nil {
 		err = st.runErr

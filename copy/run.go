@@ -96,8 +96,20 @@ func plan(ctx context.Context, src, dst *side, opts *Options) ([]partition.Group
 		WithKey:     opts.Diff,
 		Key:         opts.DiffKey,
 		FKMode:      opts.FKMode,
+		Sequences:   opts.sequenceMode(),
 		Progress:    opts.OnPlan,
 	})
+}
+
+// sequenceMode is which sequences the plan reads.
+func (o *Options) sequenceMode() partition.SequenceMode {
+	switch o.Sequences {
+	case SequencesCopy:
+		return partition.SequencesFromSource
+	case SequencesCheck:
+		return partition.SequencesOnDest
+	}
+	return partition.SequencesNone
 }
 
 // sameDatabase tells whether two connections reach one database of one

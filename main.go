@@ -73,14 +73,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		Writer:                stdout,
 		ErrWriter:             stderr,
 		ExitErrHandler:        func(*cli.Context, error) {},
-		Commands:              []*cli.Command{copyCommand(st), planCommand(st), verifyCommand(st)},
+		Commands:              []*cli.Command{copyCommand(st), planCommand(st), verifyCommand(st), syncSequencesCommand(st)},
 		// cli's own help flag is one package-global value that every parse
 		// writes to; each app and command gets its own instead.
 		HideHelp: true,
 		Flags:    []cli.Flag{helpFlag()},
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
-				return fmt.Errorf("unknown command %q (want copy, plan or verify)", c.Args().First())
+				return fmt.Errorf("unknown command %q (want copy, plan, verify or sync-sequences)", c.Args().First())
 			}
 			return cli.ShowAppHelp(c)
 		},

@@ -75,6 +75,7 @@ type Options struct {
 	RepairSQL     bool     // build statements that would repair the destination
 
 	hashFunc string // row hash the servers share for the diff: md5, or sha256
+	syncOnly bool   // the plan is for SyncSequences: it reads sequences, copies nothing
 	// setvals runs the sequence-setting statements of concurrent units one
 	// at a time (see setGroupSequences); shared by copies of the options.
 	setvals *sync.Mutex
@@ -103,6 +104,8 @@ type Options struct {
 // check for a verify.
 func (o *Options) validateSequences() error {
 	switch {
+	case o.syncOnly:
+		o.Sequences = SequencesCopy
 	case o.VerifyOnly:
 		if o.Sequences == "" {
 			o.Sequences = SequencesCheck

@@ -56,7 +56,7 @@ func (v SequenceValue) String() string {
 	return strconv.FormatInt(v.LastValue, 10) + " (not called)"
 }
 
-// SequenceSet is what a copy did (or, dry, would do) to
+// SequenceSet is what a copy or sync-sequences did (or, dry, would do) to
 // one destination sequence.
 type SequenceSet struct {
 	Sequence string        `json:"sequence"`
@@ -74,7 +74,7 @@ type SequenceSet struct {
 // SequenceBehindError says a destination sequence would hand out a value
 // its column already holds: an INSERT that takes its default would fail
 // with a duplicate key (or duplicate a value). A verification failure:
-// set the sequence and verify again.
+// set the sequence (lockstep sync-sequences) and verify again.
 type SequenceBehindError struct {
 	Unit   string
 	Behind []SequenceBehind
@@ -98,7 +98,7 @@ func (e *SequenceBehindError) Error() string {
 		parts[i] = fmt.Sprintf("sequence %s would hand out %s next, but column %s already holds %s as its %s value",
 			b.Sequence, b.Next, b.Column, b.ColumnEdge, edge)
 	}
-	return fmt.Sprintf("%s: %s on the destination (set it with setval)", e.Unit, strings.Join(parts, "; "))
+	return fmt.Sprintf("%s: %s on the destination (run lockstep sync-sequences)", e.Unit, strings.Join(parts, "; "))
 }
 
 // setSequences are the sequences a copy of g sets: those of its members

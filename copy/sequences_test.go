@@ -15,8 +15,9 @@ import (
 // Tables fed by every kind of sequence: serial, bigserial, identity ALWAYS
 // and BY DEFAULT, one sequence shared by two tables through their DEFAULT
 // (a foreign key makes them one unit, which sets it once), a descending
-// sequence, a partitioned table whose parent owns its
-// sequence, and a table whose destination sequence is already ahead.
+// sequence, partitioned tables whose parent owns the sequence (bigserial,
+// identity: the partitions are units, fed through their parent), and a
+// table whose destination sequence is already ahead.
 const seqSchema = `
 CREATE TABLE ser (id serial PRIMARY KEY, v text);
 CREATE TABLE big (id bigserial PRIMARY KEY, v text);
@@ -30,6 +31,9 @@ CREATE TABLE down (id int DEFAULT nextval('down_seq') PRIMARY KEY, v text);
 CREATE TABLE ev (id bigserial, v text, PRIMARY KEY (id)) PARTITION BY RANGE (id);
 CREATE TABLE ev_1 PARTITION OF ev FOR VALUES FROM (1) TO (100);
 CREATE TABLE ev_2 PARTITION OF ev FOR VALUES FROM (100) TO (1000000);
+CREATE TABLE evi (id bigint GENERATED ALWAYS AS IDENTITY, v text, PRIMARY KEY (id)) PARTITION BY RANGE (id);
+CREATE TABLE evi_1 PARTITION OF evi FOR VALUES FROM (1) TO (100);
+CREATE TABLE evi_2 PARTITION OF evi FOR VALUES FROM (100) TO (1000000);
 CREATE TABLE ahead (id serial PRIMARY KEY, v text);`
 
 // seqTables are the tables of seqSchema, with what an INSERT that takes the
@@ -39,12 +43,12 @@ var seqTables = map[string]string{
 	"ida": "INSERT INTO ida (v) VALUES ('new')", "idd": "INSERT INTO idd (v) VALUES ('new')",
 	"sh1": "INSERT INTO sh1 (v) VALUES ('new')", "sh2": "INSERT INTO sh2 (v) VALUES ('new')",
 	"down": "INSERT INTO down (v) VALUES ('new')", "ev": "INSERT INTO ev (v) VALUES ('new')",
-	"ahead": "INSERT INTO ahead (v) VALUES ('new')",
+	"evi": "INSERT INTO evi (v) VALUES ('new')", "ahead": "INSERT INTO ahead (v) VALUES ('new')",
 }
 
 func seqRows(n int) string {
 	var b strings.Builder
-	for _, t := range []string{"ser", "big", "ida", "idd", "sh1", "sh2", "down", "ev", "ahead"} {
+	for _, t := range []string{"ser", "big", "ida", "idd", "sh1", "sh2", "down", "ev", "evi", "ahead"} {
 		fmt.Fprintf(&b, "INSERT INTO %s (v) SELECT 'r' || g FROM generate_series(1, %d) g;", t, n)
 	}
 	return b.String()
@@ -56,7 +60,7 @@ func seqState(t *testing.T, dsn, seq string) string {
 	return pgtest.QueryString(t, dsn, "SELECT last_value || ' ' || is_called FROM "+seq)
 }
 
-var seqNames = []string{"ser_id_seq", "big_id_seq", "ida_id_seq", "idd_id_seq", "shared_seq", "down_seq", "ev_id_seq", "ahead_id_seq"}
+var seqNames = []string{"ser_id_seq", "big_id_seq", "ida_id_seq", "idd_id_seq", "shared_seq", "down_seq", "ev_id_seq", "evi_id_seq", "ahead_id_seq"}
 
 func TestCopySetsSequences(t *testing.T) {
 	t.Parallel()
@@ -65,7 +69,7 @@ func TestCopySetsSequences(t *testing.T) {
 	// The destination holds stale rows and fresh sequences, but for one
 	// that dual writes have already moved beyond the source's.
 	mustExec(t, dst, seqSchema+`INSERT INTO ser (v) VALUES ('stale'); SELECT setval('ahead_id_seq', 5000);`)
-	o := opts(src, dst, "ser", "big", "ida", "idd", "sh1", "sh2", "down", "ev", "ahead")
+	o := opts(src, dst, "ser", "big", "ida", "idd", "sh1", "sh2", "down", "ev", "evi", "ahead")
 	rep := mustCopy(t, o)
 
 	for _, seq := range seqNames {

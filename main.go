@@ -75,14 +75,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		Writer:                stdout,
 		ErrWriter:             stderr,
 		ExitErrHandler:        func(*cli.Context, error) {},
-		Commands:              []*cli.Command{copyCommand(st), planCommand(st), verifyCommand(st)},
+		Commands:              []*cli.Command{copyCommand(st), planCommand(st), verifyCommand(st), syncSequencesCommand(st)},
 		// cli's own help flag is one package-global value that every parse
 		// writes to; each app and command gets its own instead.
 		HideHelp: true,
 		Flags:    []cli.Flag{helpFlag()},
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
-				return fmt.Errorf("unknown command %q (want copy, plan or verify)", c.Args().First())
+				return fmt.Errorf("unknown command %q (want copy, plan, verify or sync-sequences)", c.Args().First())
 			}
 			return cli.ShowAppHelp(c)
 		},
@@ -137,6 +137,12 @@ const connHelp = "Connection strings are libpq URLs or key=value strings; PGHOST
 	"per leaf partition; regexes are POSIX, matched by the source server against schema.table.\n" +
 	"Both servers must run PostgreSQL 12 or later."
 
+// copySequencesFlag is --sequences of copy and plan.
+func copySequencesFlag() cli.Flag {
+	return &cli.StringFlag{Name: "sequences", Value: string(copy.SequencesCopy),
+		Usage: "copy (set each destination sequence that feeds a copied column from the source's, never backwards) or none"}
+}
+
 // selectionFlags choose the units and describe the plan; copy and plan share them.
 func selectionFlags() []cli.Flag {
 	return []cli.Flag{
@@ -173,7 +179,7 @@ func planCommand(st *runState) *cli.Command {
 		UsageText:   "lockstep plan --source DSN --dest DSN (--table NAME | --tables-matching RE | --tables-from FILE) [options]",
 		Description: connHelp + "\n\n" + exitCodesHelp,
 		Flags: append(append(selectionFlags(), createFlags()...),
-			&cli.StringFlag{Name: "format", Value: "text", Usage: "text or json"}),
+			&cli.StringFlag{Name: "format", Value: "text", Usage: "text or json"}, copySequencesFlag()),
 		Action: func(c *cli.Context) error {
 			opts, err := options(c, st)
 			if err != nil {
@@ -222,6 +228,8 @@ func verifyCommand(st *runState) *cli.Command {
 		Description: connHelp + "\n\n" +
 			"Each unit is read on both servers at once, each in a REPEATABLE READ snapshot with pinned settings,\n" +
 			"and hashed exactly as lockstep copy hashes it, so a copy's checksum and a later verify's agree.\n" +
+			"It also checks that no destination sequence feeding a copied column would hand out a value the column\n" +
+			"already holds (--sequences none skips this).\n" +
 			"Exit 0 when every unit matches, 4 when any differs (never 0 on a difference), 1 on run-time errors,\n" +
 			"2 on bad input.\n\n" + exitCodesHelp,
 		Flags: append(append(selectionFlags(), runFlags()...),
@@ -232,6 +240,8 @@ func verifyCommand(st *runState) *cli.Command {
 			&cli.StringSliceFlag{Name: "key", Usage: "unique not-null key columns for --diff (default: the primary key)"},
 			&cli.IntFlag{Name: "diff-rows", Value: copy.DefaultDiffRows, Usage: "compare rows once a key segment holds at most this many"},
 			&cli.StringFlag{Name: "diff-sql", Usage: "write statements that would repair the destination to this file (not executed)"},
+			&cli.StringFlag{Name: "sequences", Value: string(copy.SequencesCheck),
+				Usage: "check (a destination sequence that would hand out a value its column holds is a difference) or none"},
 		),
 		Action: func(c *cli.Context) error {
 			opts, err := options(c, st)
@@ -283,6 +293,7 @@ func copyCommand(st *runState) *cli.Command {
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan and stop (same as lockstep plan)"},
 			&cli.BoolFlag{Name: "disable-triggers", Usage: "disable the destination tables' user triggers while loading them, inside the unit's transaction (table owner or superuser)"},
 			&cli.BoolFlag{Name: "check-fks", Usage: "with --fk-mode replica: afterwards, count the orphans of the foreign keys the copy did not check (exit 4 if any)"},
+			copySequencesFlag(),
 		),
 		Action: func(c *cli.Context) error {
 			opts, err := options(c, st)
@@ -317,6 +328,7 @@ func options(c *cli.Context, st *runState) (copy.Options, error) {
 		},
 		ExactCounts:     c.Bool("exact-counts"),
 		FKMode:          partition.FKMode(c.String("fk-mode")),
+		Sequences:       copy.SequencesMode(c.String("sequences")),
 		CheckFKs:        c.Bool("check-fks"),
 		DisableTriggers: c.Bool("disable-triggers"),
 		MaxWriteBlock:   c.Duration("max-write-block"),

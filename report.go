@@ -56,6 +56,7 @@ func writeReport(st *runState, err error) error {
 			"lock": opts.Lock, "recheck_locked": opts.RecheckLocked, "diff": opts.Diff, "key": opts.DiffKey, "diff_rows": opts.DiffRows,
 			"fk_mode": opts.FKMode, "check_fks": opts.CheckFKs, "disable_triggers": opts.DisableTriggers,
 			"create_missing": opts.CreateMissing, "pg_dump": opts.PgDump,
+			"sequences": opts.Sequences,
 		}}
 	if err == nil {
 		err = st.runErr

@@ -125,6 +125,16 @@ func (w *worker) compare(ctx context.Context, u *partition.Unit, res *Result, lo
 			return fmt.Errorf("%w; %v", cmpErr, err)
 		}
 	}
+	if w.opts.Sequences == SequencesCheck {
+		// In the destination's snapshot: its sequences against its rows.
+		if err := checkSequences(ctx, w.dstConn, u); err != nil {
+			if cmpErr == nil {
+				cmpErr = err
+			} else {
+				cmpErr = fmt.Errorf("%w; %w", cmpErr, err)
+			}
+		}
+	}
 	if locked && !u.DestOnly {
 		res.SourceLockHeld = time.Since(sg.Sent) - sg.Wait
 		res.WritesBlocked += time.Since(sg.Sent)

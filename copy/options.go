@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"lockstep/partition"
@@ -73,6 +74,10 @@ type Options struct {
 	// CheckFKs, after a --fk-mode replica run, counts the orphans of the
 	// foreign keys the copy did not check.
 	CheckFKs bool
+	// Sequences says what to do with the sequences that feed the copied
+	// columns: SequencesCopy (copy's default), SequencesCheck (verify's
+	// default) or SequencesNone.
+	Sequences SequencesMode
 	// MaxWriteBlock, when set, refuses units predicted (at AssumeMBps) to
 	// block source writes longer, and rolls back a unit that overruns it.
 	MaxWriteBlock time.Duration
@@ -88,6 +93,10 @@ type Options struct {
 	RepairSQL     bool     // build statements that would repair the destination
 
 	hashFunc string // row hash the servers share for the diff: md5, or sha256
+	syncOnly bool   // the plan is for SyncSequences: it reads sequences, copies nothing
+	// setvals runs the sequence-setting statements of concurrent units one
+	// at a time (see setGroupSequences); shared by copies of the options.
+	setvals *sync.Mutex
 
 	// CreateMissing creates the selected tables the destination lacks, from
 	// the source's definitions, before the units are planned (create.go).
@@ -118,6 +127,30 @@ type Options struct {
 	// OnBytes, when set, is called with each chunk's size as data streams
 	// (from worker goroutines; keep it cheap).
 	OnBytes func(n int64)
+}
+
+// validateSequences fills the default of --sequences: copy for a copy,
+// check for a verify.
+func (o *Options) validateSequences() error {
+	switch {
+	case o.syncOnly:
+		o.Sequences = SequencesCopy
+	case o.VerifyOnly:
+		if o.Sequences == "" {
+			o.Sequences = SequencesCheck
+		}
+		if o.Sequences != SequencesCheck && o.Sequences != SequencesNone {
+			return fmt.Errorf("unknown --sequences %q (want check or none)", o.Sequences)
+		}
+	default:
+		if o.Sequences == "" {
+			o.Sequences = SequencesCopy
+		}
+		if o.Sequences != SequencesCopy && o.Sequences != SequencesNone {
+			return fmt.Errorf("unknown --sequences %q (want copy or none)", o.Sequences)
+		}
+	}
+	return nil
 }
 
 func (o *Options) planStage(stage string) {
@@ -202,6 +235,12 @@ func (o *Options) Validate() error {
 	}
 	if _, err := verify.ParseMode(string(o.Verify)); err != nil {
 		return err
+	}
+	if err := o.validateSequences(); err != nil {
+		return err
+	}
+	if o.setvals == nil {
+		o.setvals = &sync.Mutex{}
 	}
 	if o.Jobs == 0 {
 		o.Jobs = DefaultJobs

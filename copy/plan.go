@@ -69,6 +69,9 @@ type PlannedUnit struct {
 	// for it (PlanTotals.MaxLockQueue at most per attempt) blocks writers too.
 	WriteBlock time.Duration `json:"predicted_write_block_ns"`
 	Refused    bool          `json:"refused,omitempty"` // predicted over --max-write-block
+	// Sequences feed the copied columns; the copy sets them from the
+	// source's (those the source lacks by that name are left alone).
+	Sequences []string `json:"sequences,omitempty"`
 }
 
 // PlanTotals sums a plan.
@@ -187,6 +190,13 @@ func (p *Plan) planned(gi, m int) PlannedUnit {
 	}
 	if g.Delete {
 		pu.Locks = append(pu.Locks, "destination: emptied with DELETE (--fk-mode replica; other tables reference it)")
+	}
+	for _, s := range u.Sequences {
+		if s.Source.OID == 0 {
+			pu.Sequences = append(pu.Sequences, s.String()+" (the source has no sequence of that name feeding the table: left alone)")
+		} else {
+			pu.Sequences = append(pu.Sequences, s.String())
+		}
 	}
 	if u.DestOnly {
 		pu.Source, pu.Locks, pu.WriteBlock = "", []string{"destination: EXCLUSIVE on " + u.Dest.String() + " (verify --lock)"}, 0
@@ -323,6 +333,9 @@ func (p *Plan) WriteText(w io.Writer) error {
 			}
 			if len(u.DestForeignKeys) > 0 {
 				fmt.Fprintf(w, "  destination foreign keys (checked for every row copied): %s\n", redact.Control(strings.Join(u.DestForeignKeys, ", ")))
+			}
+			if len(u.Sequences) > 0 {
+				fmt.Fprintf(w, "  sequences (set from the source's after the copy, never backwards): %s\n", redact.Control(strings.Join(u.Sequences, ", ")))
 			}
 		}
 	}

@@ -62,6 +62,9 @@ type Result struct {
 	// bytes, times and checksum; the group's figures above sum them, and
 	// its locks and writes-blocked time are the group's.
 	Members []Result `json:"members,omitempty"`
+	// Sequences are the destination sequences the copy set, or found
+	// already as far along and left alone (see sequences.go).
+	Sequences []SequenceSet `json:"sequences,omitempty"`
 }
 
 // newResult is a group's result before it runs.
@@ -141,6 +144,16 @@ func (r Result) String() string {
 		ms(r.WritesBlocked), ms(r.SourceLockHeld), ms(r.Copy), ms(r.Verify), r.MBps())
 	if r.Checksum != "" {
 		fmt.Fprintf(&b, " checksum=%s", r.Checksum)
+	}
+	if len(r.Sequences) > 0 {
+		set, ahead, clamped := sequenceCounts(r.Sequences)
+		fmt.Fprintf(&b, " sequences=%d", set)
+		if ahead > 0 {
+			fmt.Fprintf(&b, " sequences-ahead=%d", ahead)
+		}
+		if clamped > 0 {
+			fmt.Fprintf(&b, " sequences-clamped=%d", clamped)
+		}
 	}
 	if len(r.Members) > 0 {
 		parts := make([]string, len(r.Members))

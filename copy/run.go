@@ -84,23 +84,38 @@ func plan(ctx context.Context, src, dst *side, opts *Options) ([]partition.Group
 		}
 		defer rollback(ctx, c)
 	}
-	opts.planStage("self-test of both servers")
-	if err := verify.SelfTest(ctx, sc.conn, dc.conn, sameMajor); err != nil {
-		return nil, err
+	if !opts.syncOnly { // sync-sequences compares no rows
+		opts.planStage("self-test of both servers")
+		if err := verify.SelfTest(ctx, sc.conn, dc.conn, sameMajor); err != nil {
+			return nil, err
+		}
 	}
+	copying := !opts.VerifyOnly && !opts.syncOnly
 	return partition.Plan(ctx, sc.conn, dc.conn, partition.Options{
 		Selection:       opts.Selection,
 		SameMajor:       sameMajor,
 		ExactCounts:     opts.ExactCounts,
-		Copy:            !opts.VerifyOnly,
-		Lock:            !opts.VerifyOnly || opts.Lock || opts.RecheckLocked,
+		Copy:            copying,
+		Lock:            copying || opts.Lock || opts.RecheckLocked,
 		WithKey:         opts.Diff,
 		Key:             opts.DiffKey,
 		FKMode:          opts.FKMode,
 		DisableTriggers: opts.DisableTriggers,
+		Sequences:       opts.sequenceMode(),
 		Progress:        opts.OnPlan,
 		SkipMissing:     opts.skipMissing, // --create-missing: see create.go
 	})
+}
+
+// sequenceMode is which sequences the plan reads.
+func (o *Options) sequenceMode() partition.SequenceMode {
+	switch o.Sequences {
+	case SequencesCopy:
+		return partition.SequencesFromSource
+	case SequencesCheck:
+		return partition.SequencesOnDest
+	}
+	return partition.SequencesNone
 }
 
 // sameDatabase tells whether two connections reach one database of one

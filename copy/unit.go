@@ -91,7 +91,7 @@ func (w *worker) run(ctx context.Context, g *partition.Group, attempt attemptFun
 			res.Status = StatusOK
 		case ctx.Err() != nil:
 			res.Status = StatusInterrupted
-		case errors.As(err, new(*verify.MismatchError)):
+		case errors.As(err, new(*verify.MismatchError)), errors.As(err, new(*SequenceBehindError)):
 			res.Status = StatusMismatch
 		default:
 			res.Status = StatusFailed
@@ -247,7 +247,8 @@ func (w *worker) attempt(ctx context.Context, g *partition.Group, res *Result) (
 	// soon as the destination is lost.
 	lctx, lost := context.WithCancelCause(ctx)
 	dhb := w.startHeartbeat(ctx, w.dst, w.dstConn, lost)
-	sg, err := w.begin(lctx, w.src, srcTables, []string{beginSnapshot, qualifiedNamesSQL}, lock.Exclusive, w.opts.sourceLockTimeout())
+	sg, err := w.begin(lctx, w.src, srcTables, []string{beginSnapshot, qualifiedNamesSQL}, lock.Exclusive, w.opts.sourceLockTimeout(),
+		w.sourceSequencesSQL(g)...) // the sequences' values, read right after the lock (sequences.go)
 	herr := dhb.stop()
 	lost(nil)
 	res.SourceLockWait += sg.Wait
@@ -303,6 +304,11 @@ func (w *worker) attempt(ctx context.Context, g *partition.Group, res *Result) (
 		if err := overrun(nil); err != nil {
 			return err
 		}
+	}
+	// The destination's sequences that feed the copied columns, from the
+	// source's values read with its lock (sequences.go).
+	if err := w.setGroupSequences(bctx, g, sg.Rows, res, log); err != nil {
+		return overrun(err)
 	}
 	if w.opts.DisableTriggers {
 		if _, enable := triggersSQL(g); len(enable) > 0 {

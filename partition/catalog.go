@@ -87,6 +87,10 @@ func kindName(k string) string {
 		return "foreign table"
 	case "S":
 		return "sequence"
+	case "r":
+		return "table"
+	case "p":
+		return "partitioned table"
 	case "i", "I":
 		return "index"
 	case "c":

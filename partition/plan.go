@@ -41,6 +41,9 @@ type Unit struct {
 	// DestOnly marks a leaf partition that exists only on the destination
 	// (verify only): Source is empty, and every row of Dest is a difference.
 	DestOnly bool
+	// Sequences feed the copied columns (see sequences.go); read only
+	// when Options.Sequences asks for them.
+	Sequences []Sequence
 }
 
 // Name names the unit in messages: the source table, and the destination
@@ -211,6 +214,8 @@ type Options struct {
 	// destination lacks: --create-missing plans the rest before creating
 	// them (see create.go), and a plan of it lists them instead of units.
 	SkipMissing bool
+	// Sequences says which sequences feeding the copied columns to read.
+	Sequences SequenceMode
 	// Progress, when set, is told each stage as planning enters it.
 	Progress func(stage string)
 }
@@ -281,6 +286,12 @@ func Plan(ctx context.Context, src, dst Querier, o Options) ([]Group, error) {
 	sc, dc, err := readCatalogs(ctx, src, dst, all, o)
 	if err != nil {
 		return nil, err
+	}
+	if o.Sequences != SequencesNone {
+		o.stage("reading the sequences that feed the tables")
+		if err := sequenceCatalogs(ctx, src, dst, all, sc, dc, o.Sequences); err != nil {
+			return nil, err
+		}
 	}
 	o.stage(fmt.Sprintf("checking %d units", len(all)))
 	units := make([]Unit, 0, len(all))
@@ -501,6 +512,10 @@ type catalog struct {
 	estimates   map[uint32]Estimate  // source; destination for destination-only leaves
 	counts      map[uint32]int64     // source, with ExactCounts
 	indexes     map[uint32][]index   // source, with WithKey
+	// sequences feed each unit's table (with Options.Sequences); on the
+	// destination, sequenceByName also holds the source's by name.
+	sequences      map[uint32][]feed
+	sequenceByName map[string]feed
 }
 
 // readCatalogs reads both sides' catalogs for the units' tables, a fixed
@@ -633,6 +648,11 @@ func planUnit(s, d Table, sc, dc *catalog, o Options) (Unit, error) {
 			}
 		}
 		u.Key = boundTypes(u.Key, dc.columns[d.OID])
+	}
+	if o.Sequences != SequencesNone {
+		if err := planSequences(&u, sc, dc, o); err != nil {
+			return Unit{}, err
+		}
 	}
 	return u, nil
 }

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -63,7 +62,7 @@ func main() {
 
 // run is the whole program but for the process: tests call it directly.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	st := &runState{started: time.Now(), secrets: argSecrets(args)}
+	st := &runState{started: time.Now(), secrets: argSecrets(args), runID: copy.NewRunID(), logFormat: logText}
 	app := &cli.App{
 		Name:  "lockstep",
 		Usage: "move PostgreSQL tables between servers under locks, verified, with one commit point",
@@ -79,8 +78,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		// cli's own help flag is one package-global value that every parse
 		// writes to; each app and command gets its own instead.
 		HideHelp: true,
-		Flags:    []cli.Flag{helpFlag()},
+		Flags:    []cli.Flag{helpFlag(), &cli.BoolFlag{Name: "version", Usage: "print the version and VCS revision lockstep was built from"}},
 		Action: func(c *cli.Context) error {
+			if c.Bool("version") {
+				_, err := fmt.Fprintln(c.App.Writer, readBuildInfo())
+				return err
+			}
 			if c.Args().Present() {
 				return fmt.Errorf("unknown command %q (want copy, plan or verify)", c.Args().First())
 			}
@@ -94,10 +97,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	for _, cmd := range app.Commands {
 		cmd.OnUsageError = usageError
 		cmd.HideHelp = true
-		cmd.Flags = append(cmd.Flags, helpFlag())
+		cmd.Flags = append(cmd.Flags, logFormatFlag(), helpFlag())
 		action := cmd.Action
 		cmd.Action = func(c *cli.Context) error {
 			st.parsed, st.report = true, c.String("report")
+			if err := checkLogFormat(c.String("log-format")); err != nil {
+				return err
+			}
+			st.logFormat = c.String("log-format")
 			if c.Bool("help") {
 				return cli.ShowCommandHelp(c, c.Command.Name)
 			}
@@ -105,18 +112,18 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 	}
 	err := app.RunContext(ctx, args)
+	if !st.parsed {
+		st.report, st.logFormat = reportArg(args), logFormatArg(args)
+	}
 	if err != nil {
-		fmt.Fprintf(stderr, "lockstep: %s\n", redact.Control(oneLine(copy.Redact(err.Error(), st.secrets...))))
 		if st.code == exitOK {
 			st.code = exitBadInput // flag parsing and other usage errors
 		}
+		st.closing(stderr, redact.Control(oneLine(copy.Redact(err.Error(), st.secrets...))))
 	}
 	// The report is written for every exit, flag errors included.
-	if !st.parsed {
-		st.report = reportArg(args)
-	}
 	if werr := writeReport(st, err); werr != nil {
-		fmt.Fprintf(stderr, "lockstep: %s\n", redact.Control(oneLine(werr.Error())))
+		st.closing(stderr, redact.Control(oneLine(werr.Error())))
 	}
 	return st.code
 }
@@ -179,7 +186,7 @@ func planCommand(st *runState) *cli.Command {
 			if err != nil {
 				return err
 			}
-			st.code, err = runPlan(c.Context, opts, c.String("format"), c.App.Writer, c.App.ErrWriter)
+			st.code, err = runPlan(c.Context, opts, c.String("format"), c.App.Writer, c.App.ErrWriter, st.terminal(c.App.ErrWriter))
 			return err
 		},
 	}
@@ -204,13 +211,14 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "report", Usage: "write a JSON report of the run to this file, whatever the outcome"},
 		&cli.DurationFlag{Name: "progress-interval", Value: defaultProgressInterval, Usage: "when not on a terminal, print a status line this often"},
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print failures and the total line only"},
-		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log each step"},
+		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log each step (at level debug)"},
 	}
 }
 
-func newOutput(c *cli.Context, secrets []string, line func(copy.Result) string) *output {
+func newOutput(c *cli.Context, st *runState, line func(copy.Result) string) *output {
 	return &output{out: c.App.Writer, errOut: c.App.ErrWriter, quiet: c.Bool("quiet"), line: line,
-		interval: c.Duration("progress-interval"), secrets: secrets, tty: isTerminal(c.App.ErrWriter)}
+		interval: c.Duration("progress-interval"), secrets: st.secrets, tty: st.terminal(c.App.ErrWriter),
+		log: st.opts.Logger, json: st.logFormat == logJSON}
 }
 
 func verifyCommand(st *runState) *cli.Command {
@@ -249,7 +257,7 @@ func verifyCommand(st *runState) *cli.Command {
 			if (len(opts.DiffKey) > 0 || opts.RepairSQL) && !opts.Diff {
 				return fmt.Errorf("--key and --diff-sql go with --diff")
 			}
-			ui := newOutput(c, st.secrets, copy.Result.CheckString)
+			ui := newOutput(c, st, copy.Result.CheckString)
 			st.code, err = runUnits(c.Context, st, ui, (*copy.Plan).Verify)
 			if err == nil && opts.RepairSQL {
 				err = writeRepairSQL(c.String("diff-sql"), ui.results)
@@ -290,10 +298,10 @@ func copyCommand(st *runState) *cli.Command {
 				return err
 			}
 			if c.Bool("dry-run") {
-				st.code, err = runPlan(c.Context, opts, "text", c.App.Writer, c.App.ErrWriter)
+				st.code, err = runPlan(c.Context, opts, "text", c.App.Writer, c.App.ErrWriter, st.terminal(c.App.ErrWriter))
 				return err
 			}
-			ui := newOutput(c, st.secrets, func(r copy.Result) string { return oneLine(r.String()) })
+			ui := newOutput(c, st, func(r copy.Result) string { return oneLine(r.String()) })
 			st.code, err = runUnits(c.Context, st, ui, (*copy.Plan).Execute)
 			return err
 		},
@@ -307,6 +315,7 @@ func options(c *cli.Context, st *runState) (copy.Options, error) {
 		return copy.Options{}, fmt.Errorf("unexpected argument %q (tables are given with --table)", c.Args().First())
 	}
 	opts := copy.Options{
+		RunID:  st.runID,
 		Source: c.String("source"),
 		Dest:   c.String("dest"),
 		Selection: partition.Selection{
@@ -338,13 +347,9 @@ func options(c *cli.Context, st *runState) (copy.Options, error) {
 	if err := windowOptions(c, &opts, st.started); err != nil {
 		return opts, err
 	}
-	level := slog.LevelWarn
-	if c.Bool("verbose") {
-		level = slog.LevelDebug
-	}
 	// Every log record passes through the redaction: no code path can log
 	// a password.
-	opts.Logger = slog.New(redact.NewHandler(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level}), st.secrets...))
+	opts.Logger = newLogger(c.App.ErrWriter, st.logFormat, c.Bool("verbose"), st.runID, st.secrets)
 	st.opts = opts
 	if f := c.String("tables-from"); f != "" {
 		names, err := readNames(f, c.App.Reader)
@@ -379,11 +384,11 @@ func readNames(path string, stdin io.Reader) ([]string, error) {
 
 // runPlan prints the plan; units refused by --max-write-block are printed
 // and make it exit 2.
-func runPlan(ctx context.Context, opts copy.Options, format string, out, errOut io.Writer) (int, error) {
+func runPlan(ctx context.Context, opts copy.Options, format string, out, errOut io.Writer, tty bool) (int, error) {
 	if format != "text" && format != "json" {
 		return exitBadInput, fmt.Errorf("unknown --format %q (want text or json)", format)
 	}
-	meter := startPlanMeter(errOut, isTerminal(errOut), planQuiet)
+	meter := startPlanMeter(errOut, tty, planQuiet)
 	opts.OnPlan, opts.PlanOnly = meter.set, true
 	p, err := copy.MakePlan(ctx, opts)
 	meter.end()

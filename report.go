@@ -16,9 +16,11 @@ import (
 // the end of run, which writes the --report file last, with the final exit
 // code, whichever way the command ended (flag errors included).
 type runState struct {
-	code    int
-	started time.Time
-	secrets []string // passwords to redact from everything printed or written
+	code      int
+	started   time.Time
+	runID     string   // copy.Options.RunID: in every log record, the report and the metrics
+	secrets   []string // passwords to redact from everything printed or written
+	logFormat string   // --log-format: how main's own closing lines are written too
 
 	parsed  bool   // the command's flags parsed: report is its --report
 	report  string // --report FILE, or "" for none
@@ -30,6 +32,8 @@ type runState struct {
 
 // jsonReport is what --report writes.
 type jsonReport struct {
+	RunID    string         `json:"run_id"`
+	Version  buildInfo      `json:"lockstep"`
 	Started  time.Time      `json:"started"`
 	Finished time.Time      `json:"finished"`
 	ExitCode int            `json:"exit_code"`
@@ -46,7 +50,7 @@ func writeReport(st *runState, err error) error {
 		return nil
 	}
 	opts, secrets := st.opts, st.secrets
-	r := jsonReport{Started: st.started, Finished: time.Now(), ExitCode: st.code, Run: st.rep, Created: st.created,
+	r := jsonReport{RunID: st.runID, Version: readBuildInfo(), Started: st.started, Finished: time.Now(), ExitCode: st.code, Run: st.rep, Created: st.created,
 		Options: map[string]any{
 			"source": copy.Redact(opts.Source, secrets...), "dest": copy.Redact(opts.Dest, secrets...),
 			"tables": opts.Tables, "tables_matching": opts.Matching, "exclude": opts.Exclude, "order": opts.Order,
@@ -81,9 +85,17 @@ func writeReport(st *runState, err error) error {
 }
 
 // reportArg finds --report FILE in the arguments of a copy or verify
-// command whose flags did not parse (the last one wins, as in parsing).
+// command whose flags did not parse.
 func reportArg(args []string) string {
-	var cmd string
+	if cmd, path := flagArg(args, "report"); cmd == "copy" || cmd == "verify" {
+		return path
+	}
+	return ""
+}
+
+// flagArg finds the command and the value of its flag --name in arguments
+// that did not parse (the last one wins, as in parsing).
+func flagArg(args []string, name string) (cmd, value string) {
 	var rest []string
 	for i, a := range args {
 		if i > 0 && !strings.HasPrefix(a, "-") {
@@ -91,25 +103,21 @@ func reportArg(args []string) string {
 			break
 		}
 	}
-	if cmd != "copy" && cmd != "verify" {
-		return ""
-	}
-	path := ""
 	for i := 0; i < len(rest); i++ {
 		a := rest[i]
 		switch {
 		case a == "--":
-			return path
-		case a == "--report" || a == "-report":
+			return cmd, value
+		case a == "--"+name || a == "-"+name:
 			if i+1 < len(rest) {
-				path = rest[i+1]
+				value = rest[i+1]
 				i++
 			}
-		case strings.HasPrefix(a, "--report="), strings.HasPrefix(a, "-report="):
-			_, path, _ = strings.Cut(a, "=")
+		case strings.HasPrefix(a, "--"+name+"="), strings.HasPrefix(a, "-"+name+"="):
+			_, value, _ = strings.Cut(a, "=")
 		}
 	}
-	return path
+	return cmd, value
 }
 
 // argSecrets are the passwords known before any flag is parsed, so that

@@ -121,9 +121,18 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		st.closing(stderr, redact.Control(oneLine(copy.Redact(err.Error(), st.secrets...))))
 	}
-	// The report is written for every exit, flag errors included.
+	// The report and the metrics are written for every exit, flag errors
+	// included.
 	if werr := writeReport(st, err); werr != nil {
 		st.closing(stderr, redact.Control(oneLine(werr.Error())))
+	}
+	if st.metrics == nil {
+		st.metricsArgs(args, stderr)
+	}
+	if st.metrics != nil {
+		if werr := st.metrics.Finish(st.rep, st.code); werr != nil {
+			st.closing(stderr, redact.Control(oneLine(werr.Error())))
+		}
 	}
 	return st.code
 }
@@ -194,7 +203,7 @@ func planCommand(st *runState) *cli.Command {
 
 // runFlags are the flags of commands that run units: copy and verify.
 func runFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.DurationFlag{Name: "lock-timeout", Value: copy.DefaultLockTimeout, Usage: "longest wait for each table lock, on each side"},
 		&cli.StringFlag{Name: "checksum", Value: string(verify.XXH3), Usage: "per-row hash of the checksums: xxh3 (fast, 128 bits) or sha256"},
 		&cli.StringFlag{Name: "deadline", Usage: "start no unit after this time, nor one predicted to end after it: HH:MM (local, next occurrence) or RFC 3339; exit 3 when units remain"},
@@ -212,7 +221,7 @@ func runFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "progress-interval", Value: defaultProgressInterval, Usage: "when not on a terminal, print a status line this often"},
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print failures and the total line only"},
 		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log each step (at level debug)"},
-	}
+	}, metricsFlags()...)
 }
 
 func newOutput(c *cli.Context, st *runState, line func(copy.Result) string) *output {
@@ -351,6 +360,9 @@ func options(c *cli.Context, st *runState) (copy.Options, error) {
 	// a password.
 	opts.Logger = newLogger(c.App.ErrWriter, st.logFormat, c.Bool("verbose"), st.runID, st.secrets)
 	st.opts = opts
+	if err := st.newMetrics(c.Command.Name, c.String("metrics-file"), c.String("metrics-listen"), c.StringSlice("metrics-label")); err != nil {
+		return opts, err
+	}
 	if f := c.String("tables-from"); f != "" {
 		names, err := readNames(f, c.App.Reader)
 		if err != nil {
@@ -408,6 +420,11 @@ func runPlan(ctx context.Context, opts copy.Options, format string, out, errOut 
 func runUnits(ctx context.Context, st *runState, ui *output,
 	runPlan func(*copy.Plan, context.Context) (*copy.Report, error)) (int, error) {
 	opts := st.opts
+	if st.metrics != nil {
+		if err := st.metrics.Open(); err != nil {
+			return exitBadInput, err
+		}
+	}
 	meter := startPlanMeter(ui.errOut, ui.tty && !ui.quiet, planQuiet)
 	opts.OnPlan, opts.OnCreate = meter.set, func(c copy.Created) { st.created = &c }
 	p, err := copy.MakePlan(ctx, opts)
@@ -418,8 +435,11 @@ func runUnits(ctx context.Context, st *runState, ui *output,
 	if err != nil {
 		return exitCode(nil, err), err
 	}
+	if st.metrics != nil {
+		st.metrics.Planned(p.Len(), p.Totals.EstBytes)
+	}
 	ui.begin(ctx, p)
-	rep, err := runPlan(p.WithCallbacks(ui.unitStarted, ui.unitDone, ui.addBytes), ctx)
+	rep, err := runPlan(p.WithCallbacks(st.callbacks(ui)), ctx)
 	ui.end(rep)
 	st.rep, st.runErr = rep, err
 	return exitCode(rep, err), nil

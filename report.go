@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"lockstep/copy"
+	"lockstep/metrics"
 )
 
 // runState is what one invocation keeps between urfave/cli's callbacks and
@@ -28,6 +29,7 @@ type runState struct {
 	rep     *copy.Report  // the units' outcomes, when units ran
 	created *copy.Created // tables --create-missing created
 	runErr  error         // the units' joined errors, when units ran
+	metrics *metrics.Run  // --metrics-file, --metrics-listen: finished with the exit code
 }
 
 // jsonReport is what --report writes.
@@ -96,6 +98,16 @@ func reportArg(args []string) string {
 // flagArg finds the command and the value of its flag --name in arguments
 // that did not parse (the last one wins, as in parsing).
 func flagArg(args []string, name string) (cmd, value string) {
+	cmd, values := flagArgs(args, name)
+	if len(values) > 0 {
+		value = values[len(values)-1]
+	}
+	return cmd, value
+}
+
+// flagArgs finds the command and every value of its flag --name in
+// arguments that did not parse.
+func flagArgs(args []string, name string) (cmd string, values []string) {
 	var rest []string
 	for i, a := range args {
 		if i > 0 && !strings.HasPrefix(a, "-") {
@@ -107,17 +119,18 @@ func flagArg(args []string, name string) (cmd, value string) {
 		a := rest[i]
 		switch {
 		case a == "--":
-			return cmd, value
+			return cmd, values
 		case a == "--"+name || a == "-"+name:
 			if i+1 < len(rest) {
-				value = rest[i+1]
+				values = append(values, rest[i+1])
 				i++
 			}
 		case strings.HasPrefix(a, "--"+name+"="), strings.HasPrefix(a, "-"+name+"="):
-			_, value, _ = strings.Cut(a, "=")
+			_, v, _ := strings.Cut(a, "=")
+			values = append(values, v)
 		}
 	}
-	return cmd, value
+	return cmd, values
 }
 
 // argSecrets are the passwords known before any flag is parsed, so that

@@ -56,13 +56,22 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	go abortOnSecondSignal(ctx)
+	processRunID = copy.NewRunID()
+	go abortOnSecondSignal(ctx, processRunID, logFormatArg(os.Args))
 	os.Exit(run(ctx, os.Args, os.Stdin, os.Stdout, os.Stderr))
 }
 
+// processRunID is the run id of the process's run, set by main before run
+// starts (so that the second signal's record names it too); tests calling
+// run leave it empty and get an id per call.
+var processRunID string
+
 // run is the whole program but for the process: tests call it directly.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	st := &runState{started: time.Now(), secrets: argSecrets(args), runID: copy.NewRunID(), logFormat: logText}
+	st := &runState{started: time.Now(), secrets: argSecrets(args), runID: processRunID, logFormat: logText}
+	if st.runID == "" {
+		st.runID = copy.NewRunID()
+	}
 	app := &cli.App{
 		Name:  "lockstep",
 		Usage: "move PostgreSQL tables between servers under locks, verified, with one commit point",
@@ -496,12 +505,18 @@ func windowOptions(c *cli.Context, opts *copy.Options, started time.Time) error 
 // cancelled ctx: the first stops starting units and rolls back those in
 // flight (a commit point still runs to its end, up to two minutes); a
 // second gives up waiting. The servers then roll back whatever lockstep
-// had open when its connections close.
-func abortOnSecondSignal(ctx context.Context) {
+// had open when its connections close. With --log-format json (as the
+// arguments or LOCKSTEP_LOG_FORMAT give it) the last word is a record.
+func abortOnSecondSignal(ctx context.Context, runID, logFormat string) {
 	<-ctx.Done()
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	<-sig
-	fmt.Fprintln(os.Stderr, "lockstep: second signal: exiting at once; the servers roll back what was in flight")
+	const msg = "second signal: exiting at once; the servers roll back what was in flight"
+	if logFormat == logJSON {
+		newLogger(os.Stderr, logJSON, false, runID, nil).Error(msg, "exit_code", exitInterrupted)
+	} else {
+		fmt.Fprintln(os.Stderr, "lockstep: "+msg)
+	}
 	os.Exit(exitInterrupted)
 }

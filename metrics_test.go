@@ -229,10 +229,15 @@ func TestMetricsFileMatchesReport(t *testing.T) {
 
 	// verify: units compared and mismatches, under command="verify".
 	vprom := filepath.Join(dir, "verify.prom")
-	if code, out, errOut := lockstep(t, ctx, "verify", "--source", src, "--dest", dst, "--tables-matching", `^public\.m_`, "--metrics-file", vprom); code != 0 {
+	began := time.Now()
+	if code, out, errOut := lockstep(t, ctx, "verify", "--source", src, "--dest", dst, "--tables-matching", `^public\.m_`, "--metrics-file", vprom,
+		"--max-duration", "1h"); code != 0 {
 		t.Fatalf("verify: exit %d\n%s%s", code, out, errOut)
 	}
 	fams = readProm(t, vprom)
+	if d := value(t, fams, "lockstep_deadline_timestamp_seconds", "command", "verify"); !near(d, float64(began.Add(time.Hour).UnixNano())/1e9, 5) {
+		t.Errorf("deadline %v with --max-duration 1h from %s", d, began)
+	}
 	if value(t, fams, "lockstep_units_total", "command", "verify", "outcome", "ok") != 3 || value(t, fams, "lockstep_units_total", "command", "verify", "outcome", "mismatch") != 0 ||
 		value(t, fams, "lockstep_rows_total", "command", "verify") != 4020 {
 		t.Errorf("verify metrics: units ok %v, mismatched %v, rows %v", value(t, fams, "lockstep_units_total", "outcome", "ok"),

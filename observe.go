@@ -32,6 +32,7 @@ func (st *runState) newMetrics(command, file, listen string, labelArgs []string)
 	bi := readBuildInfo()
 	st.metrics = metrics.New(metrics.Config{Command: command, RunID: st.runID, Version: bi.Version, Revision: bi.Revision,
 		Labels: labels, File: file, Listen: listen, Logger: st.opts.Logger})
+	st.metrics.SetDeadline(st.opts.Deadline) // --deadline, --max-duration
 	return nil
 }
 

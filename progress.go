@@ -195,10 +195,14 @@ func (o *output) end(rep *copy.Report) {
 		return
 	}
 	if o.json {
-		o.log.Info("run finished", "ok", rep.OK, "failed", rep.Failed, "mismatch", rep.Mismatch, "interrupted", rep.Interrupted,
+		attrs := []any{"ok", rep.OK, "failed", rep.Failed, "mismatch", rep.Mismatch, "interrupted", rep.Interrupted,
 			"not_started", rep.Left, "rows", rep.Rows, "bytes", rep.Bytes, "elapsed_s", rep.Elapsed.Seconds(), "mbps", rep.MBps(),
 			"writes_blocked_p50_s", rep.BlockedP50.Seconds(), "writes_blocked_p95_s", rep.BlockedP95.Seconds(),
-			"writes_blocked_max_s", rep.BlockedMax.Seconds())
+			"writes_blocked_max_s", rep.BlockedMax.Seconds()}
+		if !rep.Deadline.IsZero() {
+			attrs = append(attrs, "deadline", rep.Deadline, "remaining", rep.Remaining, "remaining_predicted_s", rep.RemainingPredicted.Seconds())
+		}
+		o.log.Info("run finished", attrs...)
 	}
 	if !o.quiet {
 		fmt.Fprintln(o.out)

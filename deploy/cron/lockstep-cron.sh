@@ -7,8 +7,8 @@
 #   0  everything copied and verified: NAME.done is written and later runs
 #      do nothing (remove it to move again); silent, exit 0
 #   3  stopped early (a SIGTERM, a window's end): units remain and the next
-#      window runs again (the run ledger skips what was verified); silent,
-#      exit 0
+#      window runs again (with the run ledger, skipping what was
+#      verified); silent, exit 0
 #   1  a unit failed (rolled back; the others stand): one line, exit 1; the
 #      next window runs again
 #   2  bad input, nothing changed: one line with the error, exit 2

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -57,13 +56,22 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	go abortOnSecondSignal(ctx)
+	processRunID = copy.NewRunID()
+	go abortOnSecondSignal(ctx, processRunID, logFormatArg(os.Args))
 	os.Exit(run(ctx, os.Args, os.Stdin, os.Stdout, os.Stderr))
 }
 
+// processRunID is the run id of the process's run, set by main before run
+// starts (so that the second signal's record names it too); tests calling
+// run leave it empty and get an id per call.
+var processRunID string
+
 // run is the whole program but for the process: tests call it directly.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	st := &runState{started: time.Now(), secrets: argSecrets(args)}
+	st := &runState{started: time.Now(), secrets: argSecrets(args), runID: processRunID, logFormat: logText}
+	if st.runID == "" {
+		st.runID = copy.NewRunID()
+	}
 	app := &cli.App{
 		Name:  "lockstep",
 		Usage: "move PostgreSQL tables between servers under locks, verified, with one commit point",
@@ -79,8 +87,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		// cli's own help flag is one package-global value that every parse
 		// writes to; each app and command gets its own instead.
 		HideHelp: true,
-		Flags:    []cli.Flag{helpFlag()},
+		Flags:    []cli.Flag{helpFlag(), &cli.BoolFlag{Name: "version", Usage: "print the version and VCS revision lockstep was built from"}},
 		Action: func(c *cli.Context) error {
+			if c.Bool("version") {
+				_, err := fmt.Fprintln(c.App.Writer, readBuildInfo())
+				return err
+			}
 			if c.Args().Present() {
 				return fmt.Errorf("unknown command %q (want copy, plan, verify or sync-sequences)", c.Args().First())
 			}
@@ -94,10 +106,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	for _, cmd := range app.Commands {
 		cmd.OnUsageError = usageError
 		cmd.HideHelp = true
-		cmd.Flags = append(cmd.Flags, helpFlag())
+		cmd.Flags = append(cmd.Flags, logFormatFlag(), helpFlag())
 		action := cmd.Action
 		cmd.Action = func(c *cli.Context) error {
 			st.parsed, st.report = true, c.String("report")
+			if err := checkLogFormat(c.String("log-format")); err != nil {
+				return err
+			}
+			st.logFormat = c.String("log-format")
 			if c.Bool("help") {
 				return cli.ShowCommandHelp(c, c.Command.Name)
 			}
@@ -105,18 +121,27 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 	}
 	err := app.RunContext(ctx, args)
+	if !st.parsed {
+		st.report, st.logFormat = reportArg(args), logFormatArg(args)
+	}
 	if err != nil {
-		fmt.Fprintf(stderr, "lockstep: %s\n", redact.Control(oneLine(copy.Redact(err.Error(), st.secrets...))))
 		if st.code == exitOK {
 			st.code = exitBadInput // flag parsing and other usage errors
 		}
+		st.closing(stderr, redact.Control(oneLine(copy.Redact(err.Error(), st.secrets...))))
 	}
-	// The report is written for every exit, flag errors included.
-	if !st.parsed {
-		st.report = reportArg(args)
-	}
+	// The report and the metrics are written for every exit, flag errors
+	// included.
 	if werr := writeReport(st, err); werr != nil {
-		fmt.Fprintf(stderr, "lockstep: %s\n", redact.Control(oneLine(werr.Error())))
+		st.closing(stderr, redact.Control(oneLine(werr.Error())))
+	}
+	if st.metrics == nil {
+		st.metricsArgs(args, stderr)
+	}
+	if st.metrics != nil {
+		if werr := st.metrics.Finish(st.rep, st.code); werr != nil {
+			st.closing(stderr, redact.Control(oneLine(werr.Error())))
+		}
 	}
 	return st.code
 }
@@ -185,7 +210,7 @@ func planCommand(st *runState) *cli.Command {
 			if err != nil {
 				return err
 			}
-			st.code, err = runPlan(c.Context, opts, c.String("format"), c.App.Writer, c.App.ErrWriter)
+			st.code, err = runPlan(c.Context, opts, c.String("format"), c.App.Writer, c.App.ErrWriter, st.terminal(c.App.ErrWriter))
 			return err
 		},
 	}
@@ -193,7 +218,7 @@ func planCommand(st *runState) *cli.Command {
 
 // runFlags are the flags of commands that run units: copy and verify.
 func runFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.DurationFlag{Name: "lock-timeout", Value: copy.DefaultLockTimeout, Usage: "longest wait for each table lock, on each side"},
 		&cli.StringFlag{Name: "checksum", Value: string(verify.XXH3), Usage: "per-row hash of the checksums: xxh3 (fast, 128 bits) or sha256"},
 		&cli.StringFlag{Name: "deadline", Usage: "start no unit after this time, nor one predicted to end after it: HH:MM (local, next occurrence) or RFC 3339; exit 3 when units remain"},
@@ -210,13 +235,14 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "report", Usage: "write a JSON report of the run to this file, whatever the outcome"},
 		&cli.DurationFlag{Name: "progress-interval", Value: defaultProgressInterval, Usage: "when not on a terminal, print a status line this often"},
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print failures and the total line only"},
-		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log each step"},
-	}
+		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log each step (at level debug)"},
+	}, metricsFlags()...)
 }
 
-func newOutput(c *cli.Context, secrets []string, line func(copy.Result) string) *output {
+func newOutput(c *cli.Context, st *runState, line func(copy.Result) string) *output {
 	return &output{out: c.App.Writer, errOut: c.App.ErrWriter, quiet: c.Bool("quiet"), line: line,
-		interval: c.Duration("progress-interval"), secrets: secrets, tty: isTerminal(c.App.ErrWriter)}
+		interval: c.Duration("progress-interval"), secrets: st.secrets, tty: st.terminal(c.App.ErrWriter),
+		log: st.opts.Logger, json: st.logFormat == logJSON}
 }
 
 func verifyCommand(st *runState) *cli.Command {
@@ -259,7 +285,7 @@ func verifyCommand(st *runState) *cli.Command {
 			if (len(opts.DiffKey) > 0 || opts.RepairSQL) && !opts.Diff {
 				return fmt.Errorf("--key and --diff-sql go with --diff")
 			}
-			ui := newOutput(c, st.secrets, copy.Result.CheckString)
+			ui := newOutput(c, st, copy.Result.CheckString)
 			st.code, err = runUnits(c.Context, st, ui, (*copy.Plan).Verify)
 			if err == nil && opts.RepairSQL {
 				err = writeRepairSQL(c.String("diff-sql"), ui.results)
@@ -301,10 +327,10 @@ func copyCommand(st *runState) *cli.Command {
 				return err
 			}
 			if c.Bool("dry-run") {
-				st.code, err = runPlan(c.Context, opts, "text", c.App.Writer, c.App.ErrWriter)
+				st.code, err = runPlan(c.Context, opts, "text", c.App.Writer, c.App.ErrWriter, st.terminal(c.App.ErrWriter))
 				return err
 			}
-			ui := newOutput(c, st.secrets, func(r copy.Result) string { return oneLine(r.String()) })
+			ui := newOutput(c, st, func(r copy.Result) string { return oneLine(r.String()) })
 			st.code, err = runUnits(c.Context, st, ui, (*copy.Plan).Execute)
 			return err
 		},
@@ -318,6 +344,7 @@ func options(c *cli.Context, st *runState) (copy.Options, error) {
 		return copy.Options{}, fmt.Errorf("unexpected argument %q (tables are given with --table)", c.Args().First())
 	}
 	opts := copy.Options{
+		RunID:  st.runID,
 		Source: c.String("source"),
 		Dest:   c.String("dest"),
 		Selection: partition.Selection{
@@ -350,14 +377,13 @@ func options(c *cli.Context, st *runState) (copy.Options, error) {
 	if err := windowOptions(c, &opts, st.started); err != nil {
 		return opts, err
 	}
-	level := slog.LevelWarn
-	if c.Bool("verbose") {
-		level = slog.LevelDebug
-	}
 	// Every log record passes through the redaction: no code path can log
 	// a password.
-	opts.Logger = slog.New(redact.NewHandler(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level}), st.secrets...))
+	opts.Logger = newLogger(c.App.ErrWriter, st.logFormat, c.Bool("verbose"), st.runID, st.secrets)
 	st.opts = opts
+	if err := st.newMetrics(c.Command.Name, c.String("metrics-file"), c.String("metrics-listen"), c.StringSlice("metrics-label")); err != nil {
+		return opts, err
+	}
 	if f := c.String("tables-from"); f != "" {
 		names, err := readNames(f, c.App.Reader)
 		if err != nil {
@@ -391,11 +417,11 @@ func readNames(path string, stdin io.Reader) ([]string, error) {
 
 // runPlan prints the plan; units refused by --max-write-block are printed
 // and make it exit 2.
-func runPlan(ctx context.Context, opts copy.Options, format string, out, errOut io.Writer) (int, error) {
+func runPlan(ctx context.Context, opts copy.Options, format string, out, errOut io.Writer, tty bool) (int, error) {
 	if format != "text" && format != "json" {
 		return exitBadInput, fmt.Errorf("unknown --format %q (want text or json)", format)
 	}
-	meter := startPlanMeter(errOut, isTerminal(errOut), planQuiet)
+	meter := startPlanMeter(errOut, tty, planQuiet)
 	opts.OnPlan, opts.PlanOnly = meter.set, true
 	p, err := copy.MakePlan(ctx, opts)
 	meter.end()
@@ -415,6 +441,11 @@ func runPlan(ctx context.Context, opts copy.Options, format string, out, errOut 
 func runUnits(ctx context.Context, st *runState, ui *output,
 	runPlan func(*copy.Plan, context.Context) (*copy.Report, error)) (int, error) {
 	opts := st.opts
+	if st.metrics != nil {
+		if err := st.metrics.Open(); err != nil {
+			return exitBadInput, err
+		}
+	}
 	meter := startPlanMeter(ui.errOut, ui.tty && !ui.quiet, planQuiet)
 	opts.OnPlan, opts.OnCreate = meter.set, func(c copy.Created) { st.created = &c }
 	p, err := copy.MakePlan(ctx, opts)
@@ -425,8 +456,11 @@ func runUnits(ctx context.Context, st *runState, ui *output,
 	if err != nil {
 		return exitCode(nil, err), err
 	}
+	if st.metrics != nil {
+		st.metrics.Planned(p.Len(), p.Totals.EstBytes)
+	}
 	ui.begin(ctx, p)
-	rep, err := runPlan(p.WithCallbacks(ui.unitStarted, ui.unitDone, ui.addBytes), ctx)
+	rep, err := runPlan(p.WithCallbacks(st.callbacks(ui)), ctx)
 	ui.end(rep)
 	st.rep, st.runErr = rep, err
 	return exitCode(rep, err), nil
@@ -483,12 +517,18 @@ func windowOptions(c *cli.Context, opts *copy.Options, started time.Time) error 
 // cancelled ctx: the first stops starting units and rolls back those in
 // flight (a commit point still runs to its end, up to two minutes); a
 // second gives up waiting. The servers then roll back whatever lockstep
-// had open when its connections close.
-func abortOnSecondSignal(ctx context.Context) {
+// had open when its connections close. With --log-format json (as the
+// arguments or LOCKSTEP_LOG_FORMAT give it) the last word is a record.
+func abortOnSecondSignal(ctx context.Context, runID, logFormat string) {
 	<-ctx.Done()
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	<-sig
-	fmt.Fprintln(os.Stderr, "lockstep: second signal: exiting at once; the servers roll back what was in flight")
+	const msg = "second signal: exiting at once; the servers roll back what was in flight"
+	if logFormat == logJSON {
+		newLogger(os.Stderr, logJSON, false, runID, nil).Error(msg, "exit_code", exitInterrupted)
+	} else {
+		fmt.Fprintln(os.Stderr, "lockstep: "+msg)
+	}
 	os.Exit(exitInterrupted)
 }

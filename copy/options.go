@@ -36,6 +36,10 @@ const (
 
 // Options is one copy run.
 type Options struct {
+	// RunID names the run: in the log (the caller's Logger should carry
+	// it as "run"), the report and the metrics. Validate fills in
+	// NewRunID() when it is empty.
+	RunID        string
 	Source, Dest string // connection strings (URL or key=value; PG* env vars apply)
 	partition.Selection
 	ExactCounts bool // plan with count(*) instead of catalog estimates
@@ -259,6 +263,9 @@ func (o *Options) Validate() error {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.RunID == "" {
+		o.RunID = NewRunID()
 	}
 	return nil
 }

@@ -22,6 +22,7 @@ import (
 	"lockstep/copy"
 	"lockstep/internal/redact"
 	"lockstep/partition"
+	"lockstep/throttle"
 	"lockstep/verify"
 )
 
@@ -56,6 +57,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go abortOnSecondSignal(ctx)
 	os.Exit(run(ctx, os.Args, os.Stdin, os.Stdout, os.Stderr))
 }
 
@@ -187,6 +189,13 @@ func planCommand(st *runState) *cli.Command {
 func runFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.DurationFlag{Name: "lock-timeout", Value: copy.DefaultLockTimeout, Usage: "longest wait for each table lock, on each side"},
+		&cli.StringFlag{Name: "checksum", Value: string(verify.XXH3), Usage: "per-row hash of the checksums: xxh3 (fast, 128 bits) or sha256"},
+		&cli.StringFlag{Name: "deadline", Usage: "start no unit after this time, nor one predicted to end after it: HH:MM (local, next occurrence) or RFC 3339; exit 3 when units remain"},
+		&cli.DurationFlag{Name: "max-duration", Usage: "like --deadline, this long after the start"},
+		&cli.StringFlag{Name: "max-rate", Usage: "cap the bytes streamed per second across all units, e.g. 50MB/s (copy only; lengthens writes-blocked time)"},
+		&cli.DurationFlag{Name: "max-replica-lag", Usage: "before each unit, wait while a standby of the destination replays further behind (pg_stat_replication.replay_lag)"},
+		&cli.BoolFlag{Name: "source-replicas", Usage: "with --max-replica-lag: watch the source's standbys too"},
+		&cli.DurationFlag{Name: "pause-between", Usage: "rest this long between units"},
 		&cli.IntFlag{Name: "lock-retries", Value: copy.DefaultLockRetries, Usage: "further attempts after a lock timeout, with backoff and jitter"},
 		&cli.DurationFlag{Name: "stall-timeout", Value: copy.DefaultStallTimeout,
 			Usage: "roll back a unit whose server stays silent this long (a COPY moving no bytes, a statement unanswered); a dead lockstep's locks are freed within about this, a silent one's within 4 times this"},
@@ -316,12 +325,19 @@ func options(c *cli.Context, st *runState) (copy.Options, error) {
 		StallTimeout:    c.Duration("stall-timeout"),
 		LockRetries:     c.Int("lock-retries"),
 		Verify:          verify.Mode(c.String("verify")),
+		Checksum:        verify.Algorithm(c.String("checksum")),
+		MaxReplicaLag:   c.Duration("max-replica-lag"),
+		SourceReplicas:  c.Bool("source-replicas"),
+		PauseBetween:    c.Duration("pause-between"),
 		Jobs:            c.Int("jobs"),
 		FailFast:        c.Bool("fail-fast"),
 		CreateMissing:   c.Bool("create-missing"),
 		PgDump:          c.String("pg-dump"),
 	}
 	st.secrets = append(st.secrets, dsnSecrets(opts.Source, opts.Dest)...)
+	if err := windowOptions(c, &opts, st.started); err != nil {
+		return opts, err
+	}
 	level := slog.LevelWarn
 	if c.Bool("verbose") {
 		level = slog.LevelDebug
@@ -422,4 +438,45 @@ func exitCode(rep *copy.Report, err error) int {
 		return exitInterrupted
 	}
 	return exitOK
+}
+
+// windowOptions reads --deadline, --max-duration and --max-rate.
+func windowOptions(c *cli.Context, opts *copy.Options, started time.Time) error {
+	if d := c.String("deadline"); d != "" {
+		t, err := throttle.ParseDeadline(d, started)
+		if err != nil {
+			return err
+		}
+		opts.Deadline = t
+	}
+	if d := c.Duration("max-duration"); d != 0 {
+		if d < 0 {
+			return fmt.Errorf("--max-duration %s: must be positive", d)
+		}
+		if t := started.Add(d); opts.Deadline.IsZero() || t.Before(opts.Deadline) {
+			opts.Deadline = t
+		}
+	}
+	if r := c.String("max-rate"); r != "" {
+		bps, err := throttle.ParseRate(r)
+		if err != nil {
+			return err
+		}
+		opts.MaxRate = bps
+	}
+	return nil
+}
+
+// abortOnSecondSignal exits at once on a signal that follows the one that
+// cancelled ctx: the first stops starting units and rolls back those in
+// flight (a commit point still runs to its end, up to two minutes); a
+// second gives up waiting. The servers then roll back whatever lockstep
+// had open when its connections close.
+func abortOnSecondSignal(ctx context.Context) {
+	<-ctx.Done()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	<-sig
+	fmt.Fprintln(os.Stderr, "lockstep: second signal: exiting at once; the servers roll back what was in flight")
+	os.Exit(exitInterrupted)
 }

@@ -161,6 +161,10 @@ func (o *output) end(rep *copy.Report) {
 		}
 	}
 	fmt.Fprintln(o.out, rep.Summary())
+	if rep.Remaining > 0 {
+		fmt.Fprintf(o.out, "stopped at the deadline %s: %d unit(s) remain, predicted to need %s at this run's rate; run again to go on\n",
+			rep.Deadline.Format(time.RFC3339), rep.Remaining, rep.RemainingPredicted.Round(time.Second))
+	}
 }
 
 // planQuiet is how long planning may run before a terminal is told what it

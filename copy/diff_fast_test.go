@@ -25,15 +25,15 @@ const fastRows = `CREATE TABLE k (id int PRIMARY KEY, n numeric, f float8, iv in
 	                     'row ' || g, '2024-01-01'::timestamptz + g * interval '1 s'
 	FROM generate_series(1, 20000) g;`
 
-// diffOf verifies table k with --diff and 50-row leaves and returns the
-// unit's diff, which must exist.
+// diffOf verifies table k, which must be compared in binary, with --diff
+// and 50-row leaves and returns the unit's diff, which must exist.
 func diffOf(t *testing.T, src, dst string) *verify.Diff {
 	t.Helper()
 	o := opts(src, dst, "k")
 	o.Diff, o.DiffRows = true, 50
 	r := check(t, o)
-	if r.Status != copy.StatusMismatch || r.Diff == nil {
-		t.Fatalf("status %s, diff %+v, err %v", r.Status, r.Diff, r.Err)
+	if r.Status != copy.StatusMismatch || r.Diff == nil || r.Format != "binary" {
+		t.Fatalf("status %s (%s), diff %+v, err %v", r.Status, r.Format, r.Diff, r.Err)
 	}
 	return r.Diff
 }
@@ -125,6 +125,32 @@ func TestDiffFastHashTypesWithoutExtendedHash(t *testing.T) {
 	}
 	if got := changedKeys(d); !slices.Equal(got, []string{"100:j", "19000:x", "9000:pt"}) {
 		t.Errorf("changed %v; %+v", got, d)
+	}
+}
+
+// An enum is compared in binary (its label travels), but its hash is its
+// value's OID, which differs between servers: the fast row hash hashes it
+// as text, or every segment would differ and every row be fetched. A
+// domain over a built-in type hashes as its base type.
+func TestDiffFastHashEnumsAndDomains(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	schema := `CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy'); CREATE DOMAIN pos AS int CHECK (VALUE > 0);
+		CREATE TABLE k (id int PRIMARY KEY, m mood, p pos, v text);
+		INSERT INTO k SELECT g, (ARRAY['sad', 'ok', 'happy']::mood[])[1 + g % 3], g, 'v' || g FROM generate_series(1, 20000) g;`
+	mustExec(t, src, schema)
+	// Another enum first, so the destination's labels get other OIDs.
+	mustExec(t, dst, "CREATE TYPE shift AS ENUM ('x', 'y', 'z');"+schema+
+		"UPDATE k SET m = 'happy' WHERE id = 1234; UPDATE k SET p = 7 WHERE id = 17000")
+	if pgtest.QueryString(t, src, "SELECT oid FROM pg_enum WHERE enumlabel = 'ok'") == pgtest.QueryString(t, dst, "SELECT oid FROM pg_enum WHERE enumlabel = 'ok'") {
+		t.Fatal("the enum's OIDs are the same on both sides: the test would not exercise the text hash")
+	}
+	d := diffOf(t, src, dst)
+	if got := changedKeys(d); d.HashFunc != "hash_record_extended" || d.Note != "" || !slices.Equal(got, []string{"1234:m", "17000:p"}) {
+		t.Errorf("hash %q, note %q, changed %v; %+v", d.HashFunc, d.Note, got, d)
+	}
+	if d.RowsFetched > 1000 {
+		t.Errorf("%d rows fetched of 40,000", d.RowsFetched)
 	}
 }
 

@@ -47,14 +47,29 @@ type Options struct {
 	LockRetries  int           // further attempts after a lock timeout
 	RetryBackoff time.Duration // first pause between lock attempts, doubled per attempt
 	Verify       verify.Mode
-	Jobs         int
-	FailFast     bool // start no unit after one failed
+	// Checksum is the per-row hash of checksums (verify.XXH3 by default).
+	Checksum verify.Algorithm
+	Jobs     int
+	FailFast bool // start no unit after one failed
 	// FKMode says how foreign keys that reference selected tables are
 	// handled (partition.FKGroup by default).
 	FKMode partition.FKMode
 	// DisableTriggers disables the destination tables' user triggers while
 	// a unit loads them (pg_dump's --disable-triggers, for user triggers).
 	DisableTriggers bool
+	// Deadline, when set, is the time after which no unit starts, nor one
+	// predicted to end after it (--deadline, --max-duration).
+	Deadline time.Time
+	// MaxRate, when positive, caps the bytes streamed per second across
+	// all units.
+	MaxRate float64
+	// MaxReplicaLag, when positive, holds each unit back while a standby
+	// of the destination (and with SourceReplicas of the source) replays
+	// further behind.
+	MaxReplicaLag  time.Duration
+	SourceReplicas bool
+	// PauseBetween rests between units.
+	PauseBetween time.Duration
 	// CheckFKs, after a --fk-mode replica run, counts the orphans of the
 	// foreign keys the copy did not check.
 	CheckFKs bool
@@ -160,6 +175,21 @@ func (o *Options) Validate() error {
 	}
 	if o.Verify == "" {
 		o.Verify = verify.Checksum
+	}
+	if o.MaxRate < 0 || o.MaxReplicaLag < 0 || o.PauseBetween < 0 {
+		return errors.New("--max-rate, --max-replica-lag and --pause-between must not be negative")
+	}
+	if o.MaxRate > 0 && o.MaxRate/1e6 < o.AssumeMBps {
+		o.AssumeMBps = o.MaxRate / 1e6 // the cap slows every unit: plans predict with it
+	}
+	if o.SourceReplicas && o.MaxReplicaLag == 0 {
+		return errors.New("--source-replicas goes with --max-replica-lag")
+	}
+	if o.Checksum == "" {
+		o.Checksum = verify.XXH3
+	}
+	if _, err := verify.ParseAlgorithm(string(o.Checksum)); err != nil {
+		return err
 	}
 	if o.FKMode == "" {
 		o.FKMode = partition.FKGroup

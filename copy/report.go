@@ -180,6 +180,12 @@ type Report struct {
 	BlockedP50 time.Duration `json:"writes_blocked_p50_ns"`
 	BlockedP95 time.Duration `json:"writes_blocked_p95_ns"`
 	BlockedMax time.Duration `json:"writes_blocked_max_ns"`
+	// Deadline is --deadline (or now + --max-duration); Remaining counts
+	// the units it left not started, and RemainingPredicted how long they
+	// should take at this run's rate.
+	Deadline           time.Time     `json:"deadline,omitzero"`
+	Remaining          int           `json:"remaining,omitempty"`
+	RemainingPredicted time.Duration `json:"remaining_predicted_ns,omitempty"`
 	// ForeignKeys are the foreign keys a --fk-mode replica run did not
 	// check; Orphans sums the orphan rows --check-fks found.
 	ForeignKeys []FKCheck `json:"foreign_keys_unchecked,omitempty"`

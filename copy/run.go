@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"lockstep/partition"
+	"lockstep/throttle"
 	"lockstep/verify"
 )
 
@@ -122,9 +123,14 @@ func sameDatabase(ctx context.Context, a, b *pgx.Conn) (bool, error) {
 // another (see partition.Group.After) starts only once that one committed.
 func execute(ctx context.Context, opts *Options, src, dst *side, groups []partition.Group, attempt attemptFunc) (*Report, error) {
 	rep := &Report{Started: time.Now(), Units: make([]Result, len(groups))}
+	gate, rate, closeGate, err := newGate(ctx, opts, src, dst)
+	if err != nil {
+		return nil, err
+	}
+	defer closeGate()
 	workers := make(chan *worker, opts.Jobs)
 	for range opts.Jobs {
-		workers <- &worker{opts: opts, src: src, dst: dst}
+		workers <- &worker{opts: opts, src: src, dst: dst, rate: rate}
 	}
 	finished := make([]chan struct{}, len(groups)) // closed when the group ended
 	committed := make([]atomic.Bool, len(groups))
@@ -161,11 +167,21 @@ func execute(ctx context.Context, opts *Options, src, dst *side, groups []partit
 			if ctx.Err() != nil || failed.Load() {
 				return nil
 			}
+			if err := gate.Admit(ctx, throttle.Next{Unit: gr.Name(), EstBytes: gr.Estimate().Bytes}); err != nil {
+				switch {
+				case throttle.IsDeadline(err):
+					rep.Units[i].Error = err.Error() // not started: left for the next window
+				case ctx.Err() == nil:
+					rep.Units[i].Status, rep.Units[i].Err, rep.Units[i].Error = StatusFailed, err, err.Error()
+				}
+				return nil
+			}
 			if opts.OnStart != nil {
 				opts.OnStart(gr.Name())
 			}
 			r := w.run(ctx, gr, attempt)
 			rep.Units[i] = r
+			gate.done(r)
 			committed[i].Store(r.Status == StatusOK)
 			if r.Status != StatusOK && opts.FailFast {
 				failed.Store(true)
@@ -186,6 +202,15 @@ func execute(ctx context.Context, opts *Options, src, dst *side, groups []partit
 	}
 	rep.Elapsed = time.Since(rep.Started)
 	rep.tally()
+	if !opts.Deadline.IsZero() {
+		rep.Deadline = opts.Deadline
+		for i, r := range rep.Units {
+			if r.Status == StatusNotStarted {
+				rep.Remaining++
+				rep.RemainingPredicted += gate.predict(groups[i].Estimate().Bytes)
+			}
+		}
+	}
 	var errs []error
 	for _, r := range rep.Units {
 		if r.Err != nil {

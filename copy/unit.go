@@ -16,12 +16,14 @@ import (
 
 	"lockstep/lock"
 	"lockstep/partition"
+	"lockstep/throttle"
 	"lockstep/verify"
 )
 
 // worker runs units one after another on its own pair of connections.
 type worker struct {
 	opts     *Options
+	rate     *throttle.Rate // --max-rate, shared by every worker; nil without
 	src, dst *side
 	srcConn  *pgx.Conn
 	dstConn  *pgx.Conn
@@ -478,9 +480,16 @@ func (w *worker) stream(ctx context.Context, u *partition.Unit, res *Result, hb 
 	defer cancel(nil)
 	prog := &progress{}
 	stopWatch := prog.watch(w.opts.StallTimeout, "streaming "+u.Name(), w.src.name, w.dst.name, cancel)
-	hash := verify.NewStream(u.Binary, w.opts.Verify == verify.Checksum)
+	var alg verify.Algorithm
+	if w.opts.Verify == verify.Checksum {
+		alg = w.opts.Checksum
+	}
+	hash := verify.NewStream(u.Binary, alg)
 	pr, pw := io.Pipe()
 	var sink io.Writer = &handoff{p: prog, out: pw}
+	if w.rate != nil {
+		sink = w.rate.Writer(sctx, sink)
+	}
 	if w.opts.OnBytes != nil {
 		sink = &progressWriter{out: sink, onBytes: w.opts.OnBytes}
 	}
@@ -546,7 +555,7 @@ func (w *worker) readBack(ctx context.Context, conn *pgx.Conn, u *partition.Unit
 	if !u.Binary {
 		pre = qualifiedNamesSQL + "; "
 	}
-	sum, err := figures(ctx, conn, w.dst.name, u.Dest, u, w.opts.Verify, w.opts.StallTimeout, pre)
+	sum, err := figures(ctx, conn, w.dst.name, u.Dest, u, w.opts.Verify, w.opts.Checksum, w.opts.StallTimeout, pre)
 	if err != nil && !errors.As(err, new(*StallError)) {
 		err = partition.RowSecurityRefusal("destination", u.Dest, fmt.Errorf("destination: read back %s: %w", u.Dest, err))
 	}

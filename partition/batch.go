@@ -163,10 +163,15 @@ func columnsOf(ctx context.Context, q Querier, ts []Table) (map[uint32][]Column,
 		SELECT a.attrelid, a.attname, a.atttypid, a.atttypmod,
 		       pg_catalog.format_type(a.atttypid, a.atttypmod),
 		       a.atttypid < 16384 AND ty.typelem < 16384 AND ty.typbasetype = 0,
+		       CASE WHEN ty.typtype = 'e' THEN 'enum'
+		            WHEN ty.typtype = 'd' AND ty.typbasetype < 16384 AND bt.typelem < 16384
+		            THEN 'domain over ' || pg_catalog.format_type(ty.typbasetype, ty.typtypmod)
+		            ELSE '' END,
 		       a.attgenerated <> '', a.attnotnull, a.atthasdef
 		FROM unnest($1::oid[]) AS u(oid)
 		JOIN pg_catalog.pg_attribute a ON a.attrelid = u.oid
 		JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid
+		LEFT JOIN pg_catalog.pg_type bt ON bt.oid = ty.typbasetype
 		WHERE a.attnum > 0 AND NOT a.attisdropped
 		ORDER BY a.attrelid, a.attnum`, oidsOf(ts))
 	if err != nil {
@@ -175,7 +180,7 @@ func columnsOf(ctx context.Context, q Querier, ts []Table) (map[uint32][]Column,
 	out := make(map[uint32][]Column, len(ts))
 	var rel uint32
 	var c Column
-	_, err = pgx.ForEachRow(rows, []any{&rel, &c.Name, &c.TypeOID, &c.TypMod, &c.Type, &c.BuiltIn, &c.Generated, &c.NotNull, &c.HasDefault},
+	_, err = pgx.ForEachRow(rows, []any{&rel, &c.Name, &c.TypeOID, &c.TypMod, &c.Type, &c.BuiltIn, &c.Wire, &c.Generated, &c.NotNull, &c.HasDefault},
 		func() error {
 			out[rel] = append(out[rel], c)
 			return nil

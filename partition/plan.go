@@ -127,7 +127,7 @@ func MatchColumns(unit Table, dest Table, src, dst []Column, sameMajor bool) (co
 	for _, c := range dst {
 		byName[c.Name] = c
 	}
-	binary, why = sameMajor, "every column type is identical and built in"
+	binary, why = sameMajor, "every column type is identical and built in, or an enum or a domain over a built-in type"
 	if !sameMajor {
 		why = "the servers run different major versions"
 	}
@@ -155,6 +155,9 @@ func MatchColumns(unit Table, dest Table, src, dst []Column, sameMajor bool) (co
 					"which name other objects on the destination; text carries the names", quoteList([]string{s.Name}), s.Type)
 			}
 		case s.Type == d.Type && s.BuiltIn && d.BuiltIn:
+		case s.Type == d.Type && s.Wire != "" && s.Wire == d.Wire:
+			// An enum's binary form is its label, a domain's its base
+			// type's: no OID travels, so binary is exact.
 		case s.Type == d.Type:
 			if binary {
 				binary, why = false, fmt.Sprintf("column %s has type %s, which is not built in", quoteList([]string{s.Name}), s.Type)

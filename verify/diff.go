@@ -131,7 +131,7 @@ func Bisect(ctx context.Context, src, dst Side, s Spec) (*Diff, error) {
 		s.SampleRows = 1000000
 	}
 	// A table small enough to compare row by row sums no segment.
-	var fast *rowHash
+	var fast *serverHash
 	var note string
 	var err error
 	if max(s.SourceRows, s.DestRows) > int64(s.LeafRows) {
@@ -175,7 +175,7 @@ func Bisect(ctx context.Context, src, dst Side, s Spec) (*Diff, error) {
 // of a level in one query per side, cuts those that differ further, and
 // compares the rows of those small enough; it returns the segments whose
 // rows it compared.
-func (s Spec) bisect(ctx context.Context, src, dst Side, h rowHash) (*Diff, []segment, error) {
+func (s Spec) bisect(ctx context.Context, src, dst Side, h serverHash) (*Diff, []segment, error) {
 	d := &Diff{HashFunc: h.name}
 	for _, k := range s.Key {
 		d.Key = append(d.Key, k.Name)

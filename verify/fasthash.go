@@ -22,10 +22,13 @@ import (
 // tsvector, ...) raises an error. So the diff uses it only
 //
 //   - where the caller says it may (Side.Sum and Side.Figures on both
-//     sides): the unit's column types are identical and built in on both
-//     servers, which run one major version, and its checksums were computed;
-//   - with text columns COLLATE "C" (equal means identical bytes) and the
-//     columns whose type has no extended hash cast to text;
+//     sides): the unit's column types are identical on both servers, which
+//     run one major version, and built in, enums or domains over built-in
+//     types (the unit is copied in binary), and its checksums were computed;
+//   - with text columns COLLATE "C" (equal means identical bytes), and
+//     cast to text the columns of a type that is not built in (an enum,
+//     copied in binary as its label, hashes by its value's OID, which
+//     differs between servers) or has no extended hash function;
 //   - when a canary row of varied values hashes alike on both servers
 //     (another build or server encoding may hash them otherwise: every
 //     segment would then differ);
@@ -48,7 +51,7 @@ const fastCanary = `ROW(1::int4, -2::int8, 'ünïcødé'::text COLLATE "C", 1.50
 // fastHash returns the row hash to cut segments by when
 // hash_record_extended may be used, or nil and, when the reason is worth
 // telling, why not.
-func (s Spec) fastHash(ctx context.Context, src, dst Side) (*rowHash, string, error) {
+func (s Spec) fastHash(ctx context.Context, src, dst Side) (*serverHash, string, error) {
 	if src.Sum == nil || dst.Sum == nil || src.Figures == nil || dst.Figures == nil {
 		return nil, "", nil
 	}
@@ -69,50 +72,57 @@ func (s Spec) fastHash(ctx context.Context, src, dst Side) (*rowHash, string, er
 	for i, c := range s.Columns {
 		vals[i] = pgx.Identifier{c}.Sanitize()
 		switch {
-		case sp.unhashable[i] || dp.unhashable[i]:
+		case sp.asText[i] || dp.asText[i]:
 			vals[i] = "(" + vals[i] + `::text) COLLATE "C"`
 		case sp.collatable[i] || dp.collatable[i]:
 			vals[i] += ` COLLATE "C"`
 		}
 	}
-	return &rowHash{name: "hash_record_extended", expr: "pg_catalog.hash_record_extended(ROW(" + strings.Join(vals, ", ") + "), 0)"}, "", nil
+	return &serverHash{name: "hash_record_extended", expr: "pg_catalog.hash_record_extended(ROW(" + strings.Join(vals, ", ") + "), 0)"}, "", nil
 }
 
 // probe is what one server says about hashing the table's columns.
 type probe struct {
 	canary     string
 	collatable []bool
-	unhashable []bool // no extended hash function for the column's type
+	// asText marks the columns hashed as text: those of a type that is not
+	// built in (an enum's hash is its value's OID, which differs between
+	// servers; a domain counts as its base type) or has no extended hash
+	// function.
+	asText []bool
 }
 
 // probe asks q whether it has hash_record_extended, how it hashes the
-// canary, and which columns are collatable or lack an extended hash
-// function. A column's type is found by an empty subquery on it, so no
-// type name is needed; an extended hash function is looked up (and its
-// absence is an error) even for a NULL value, and each such error is
-// rolled back to a savepoint, which leaves the snapshot as it was. Nil
-// when the server lacks hash_record_extended or hashes no column with it.
+// canary, and how to hash each column. A column's type is found by an empty
+// subquery on it, so no type name is needed; an extended hash function is
+// looked up (and its absence is an error) even for a NULL value, and each
+// such error is rolled back to a savepoint, which leaves the snapshot as it
+// was. Nil when the server lacks hash_record_extended or would hash every
+// column as text.
 func (s Spec) probe(ctx context.Context, q Side) (*probe, error) {
 	var has bool
 	if err := q.Q.QueryRow(ctx, "SELECT pg_catalog.to_regprocedure('pg_catalog.hash_record_extended(record,bigint)') IS NOT NULL").Scan(&has); err != nil || !has {
 		return nil, err
 	}
-	p := &probe{unhashable: make([]bool, len(s.Columns))}
 	empty := make([]string, len(s.Columns))
 	colls := make([]string, len(s.Columns))
+	builtin := make([]string, len(s.Columns))
 	for i, c := range s.Columns {
 		empty[i] = fmt.Sprintf("(SELECT %s FROM %s LIMIT 0)", pgx.Identifier{c}.Sanitize(), q.Table)
-		colls[i] = "COALESCE((SELECT t.typcollation <> 0 FROM pg_catalog.pg_type t WHERE t.oid = pg_catalog.pg_typeof(" + empty[i] + ")), false)"
+		typ := "FROM pg_catalog.pg_type t WHERE t.oid = pg_catalog.pg_typeof(" + empty[i] + ")), false)"
+		colls[i] = "COALESCE((SELECT t.typcollation <> 0 " + typ
+		builtin[i] = "COALESCE((SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END < 16384 " + typ
 	}
-	err := q.Q.QueryRow(ctx, "SELECT pg_catalog.hash_record_extended("+fastCanary+", 0)::text, ARRAY["+strings.Join(colls, ", ")+"]::bool[]").
-		Scan(&p.canary, &p.collatable)
+	p := &probe{}
+	var native []bool
+	err := q.Q.QueryRow(ctx, "SELECT pg_catalog.hash_record_extended("+fastCanary+", 0)::text, ARRAY["+
+		strings.Join(colls, ", ")+"]::bool[], ARRAY["+strings.Join(builtin, ", ")+"]::bool[]").Scan(&p.canary, &p.collatable, &native)
 	if err != nil {
 		return nil, fmt.Errorf("probe the row hash of %s: %w", s.Unit, err)
 	}
 	if err := exec(ctx, q.Q, "SAVEPOINT lockstep_diff_probe"); err != nil {
 		return nil, fmt.Errorf("probe the row hash of %s: %w", s.Unit, err)
 	}
-	// All columns at once first: most tables have only hashable types.
 	hashable := func(cols []string) (bool, error) {
 		var h int64
 		err := q.Q.QueryRow(ctx, "SELECT pg_catalog.hash_record_extended(ROW("+strings.Join(cols, ", ")+"), 0)").Scan(&h)
@@ -121,11 +131,26 @@ func (s Spec) probe(ctx context.Context, q Side) (*probe, error) {
 		}
 		return err == nil, err
 	}
-	ok, err := hashable(empty)
+	// The built-in columns all at once first: most types have an extended
+	// hash function.
+	var probed []string
+	p.asText = make([]bool, len(s.Columns))
+	for i := range s.Columns {
+		p.asText[i] = !native[i]
+		if native[i] {
+			probed = append(probed, empty[i])
+		}
+	}
+	ok := len(probed) == 0
+	if !ok {
+		ok, err = hashable(probed)
+	}
 	for i := 0; err == nil && !ok && i < len(empty); i++ {
-		var one bool
-		one, err = hashable(empty[i : i+1])
-		p.unhashable[i] = !one
+		if native[i] {
+			var one bool
+			one, err = hashable(empty[i : i+1])
+			p.asText[i] = !one
+		}
 	}
 	if err == nil {
 		err = exec(ctx, q.Q, "RELEASE SAVEPOINT lockstep_diff_probe")
@@ -133,7 +158,7 @@ func (s Spec) probe(ctx context.Context, q Side) (*probe, error) {
 	if err != nil {
 		return nil, fmt.Errorf("probe the row hash of %s: %w", s.Unit, err)
 	}
-	if !slices.Contains(p.unhashable, false) {
+	if !slices.Contains(p.asText, false) {
 		return nil, nil // nothing to gain, or the function may not be called
 	}
 	return p, nil

@@ -16,21 +16,21 @@ import (
 // tree small.
 const maxSegmentsPerQuery = 256
 
-// rowHash is how a level query hashes a row on the servers.
-type rowHash struct {
+// serverHash is how a level query hashes a row on the servers.
+type serverHash struct {
 	name string // reported as Diff.HashFunc
 	expr string // the per-row SQL expression
 	hex  bool   // expr is a hex digest (md5, sha256); otherwise a bigint
 }
 
 // textHash hashes the canonical row text with fn (md5 or sha256).
-func textHash(fn string, cols []string) rowHash {
-	return rowHash{name: fn, expr: RowHashSQL(fn, cols), hex: true}
+func textHash(fn string, cols []string) serverHash {
+	return serverHash{name: fn, expr: RowHashSQL(fn, cols), hex: true}
 }
 
 // lanes are the two numbers a row adds to its segment's sums: the halves
 // of a hex digest's first 128 bits, or the bigint hash and nothing.
-func (h rowHash) lanes(v string) (string, string) {
+func (h serverHash) lanes(v string) (string, string) {
 	if !h.hex {
 		return v, "0"
 	}
@@ -121,7 +121,7 @@ func (s Spec) caseTree(b *binder, segs []segment, lo, hi int) string {
 // planner then estimates a few hundred groups and aggregates by hashing,
 // where it would otherwise take the CASE over a unique key for one group
 // per row and sort the whole range.
-func (s Spec) levelSQL(table string, segs []segment, h rowHash) (string, []any) {
+func (s Spec) levelSQL(table string, segs []segment, h serverHash) (string, []any) {
 	b := &binder{key: s.Key}
 	where := s.spansSQL(b, segs)
 	idx := s.caseTree(b, segs, 0, len(segs))
@@ -134,7 +134,7 @@ func (s Spec) levelSQL(table string, segs []segment, h rowHash) (string, []any) 
 
 // levelSums are both sides' figures of every segment of a level, in one
 // query per side for up to maxSegmentsPerQuery segments.
-func (s Spec) levelSums(ctx context.Context, src, dst Side, segs []segment, h rowHash) (ss, ds []segSum, err error) {
+func (s Spec) levelSums(ctx context.Context, src, dst Side, segs []segment, h serverHash) (ss, ds []segSum, err error) {
 	ss, ds = emptySums(len(segs)), emptySums(len(segs))
 	for i := 0; i < len(segs); i += maxSegmentsPerQuery {
 		chunk := segs[i:min(i+maxSegmentsPerQuery, len(segs))]
@@ -156,7 +156,7 @@ func emptySums(n int) []segSum {
 	return out
 }
 
-func (s Spec) sideSums(ctx context.Context, q Side, segs []segment, h rowHash, out []segSum) error {
+func (s Spec) sideSums(ctx context.Context, q Side, segs []segment, h serverHash, out []segSum) error {
 	sql, args := s.levelSQL(q.Table, segs, h)
 	rows, err := q.Q.Query(ctx, sql, args...)
 	if err != nil {

@@ -74,7 +74,7 @@ func TestRowHashLanes(t *testing.T) {
 	if a != "('x' || pg_catalog.substr(h, 1, 16))::bit(64)::bigint" || b != "('x' || pg_catalog.substr(h, 17, 16))::bit(64)::bigint" {
 		t.Errorf("md5 lanes %s, %s", a, b)
 	}
-	if a, b := (rowHash{}).lanes("h"); a != "h" || b != "0" {
+	if a, b := (serverHash{}).lanes("h"); a != "h" || b != "0" {
 		t.Errorf("bigint lanes %s, %s", a, b)
 	}
 	if got := minus(plus(Sum{Rows: 2, A: 1, B: ^uint64(0)}, Sum{Rows: 1, A: ^uint64(0), B: 5}), Sum{Rows: 1, A: ^uint64(0), B: 5}); !slices.Equal(

@@ -95,3 +95,60 @@ func TestSignalsAndKill(t *testing.T) {
 		})
 	}
 }
+
+// The first SIGTERM lets a unit in its commit point finish (it must not be
+// cut in two); a second makes lockstep exit at once, and the servers roll
+// back what it had open: nothing stays locked, the destination is as before.
+func TestSecondSignalExitsAtOnce(t *testing.T) {
+	t.Parallel()
+	for _, format := range []string{"text", "json"} {
+		t.Run(format, func(t *testing.T) {
+			t.Parallel()
+			src, dst := pgtest.Get(t).NewDBs(t)
+			pgtest.Exec(t, src, `CREATE TABLE c (id int PRIMARY KEY); INSERT INTO c SELECT generate_series(1, 1000);`)
+			pgtest.Exec(t, dst, `CREATE TABLE c (id int PRIMARY KEY); INSERT INTO c VALUES (-1);
+				CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(30); RETURN NULL; END $$;
+				CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON c DEFERRABLE INITIALLY DEFERRED
+				  FOR EACH ROW WHEN (NEW.id = 1) EXECUTE FUNCTION slow_commit();`)
+			before := tableDigest(t, dst, "c")
+			cmd, out := startLockstep(t, "copy", "--source", src, "--dest", dst, "--table", "c", "--log-format", format)
+			waitUntil(t, "the destination COMMIT", func() bool {
+				return pgtest.QueryString(t, dst, `SELECT count(*) FROM pg_stat_activity
+					WHERE datname = current_database() AND application_name = 'lockstep' AND query = 'COMMIT' AND state = 'active'`) != "0"
+			})
+			cmd.Process.Signal(syscall.SIGTERM)
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+			select {
+			case err := <-exited:
+				t.Fatalf("lockstep exited during its commit point after one SIGTERM: %v\n%s", err, out)
+			case <-time.After(time.Second):
+			}
+			sent := time.Now()
+			cmd.Process.Signal(syscall.SIGTERM)
+			var err error
+			select {
+			case err = <-exited:
+			case <-time.After(5 * time.Second):
+				t.Fatalf("lockstep still running 5s after a second SIGTERM\n%s", out)
+			}
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() != 3 || !strings.Contains(out.String(), "second signal") {
+				t.Fatalf("exit %v after %s, want 3\n%s", err, time.Since(sent), out)
+			}
+			if format == "json" {
+				// The last word is a record naming the run, like every other.
+				recs := jsonRecords(t, out.String())
+				if last := recs[len(recs)-1]; !strings.Contains(last["msg"].(string), "second signal") || last["exit_code"] != 3.0 || last["run"] == "" {
+					t.Errorf("last record: %v", last)
+				}
+			}
+			if !unlocked(t, src, "c") || !unlocked(t, dst, "c") {
+				t.Fatal("c still locked after lockstep exited")
+			}
+			if got := tableDigest(t, dst, "c"); got != before {
+				t.Errorf("destination changed: %s, was %s", got, before)
+			}
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"os"
 	"slices"
@@ -20,12 +21,16 @@ import (
 
 // output shows a run: on a terminal, one progress bar in bytes with rate and
 // ETA and the units in flight; elsewhere (cron, CI, pipes) a line per
-// finished unit and a status line every interval. The copy code reports
-// through callbacks and knows nothing of this.
+// finished unit and a status line every interval. With --log-format json,
+// stderr holds log records only: the status line, each unit's outcome and
+// the totals are records there too (the unit lines stay on stdout). The
+// copy code reports through callbacks and knows nothing of this.
 type output struct {
 	out, errOut io.Writer
 	quiet       bool
 	tty         bool
+	log         *slog.Logger
+	json        bool // --log-format json
 	interval    time.Duration
 	secrets     []string
 	line        func(copy.Result) string // a finished unit's line
@@ -42,6 +47,12 @@ type output struct {
 	started  time.Time
 	stop     chan struct{}
 	stopped  sync.WaitGroup
+}
+
+// terminal tells whether w is a terminal that may show a progress bar: not
+// with --log-format json, whose stderr holds log records only.
+func (st *runState) terminal(w io.Writer) bool {
+	return st.logFormat != logJSON && isTerminal(w)
 }
 
 func isTerminal(w io.Writer) bool {
@@ -83,20 +94,26 @@ func (o *output) begin(ctx context.Context, p *copy.Plan) {
 			case <-o.stop:
 				return
 			case <-t.C:
-				fmt.Fprintln(o.errOut, o.status())
+				o.showStatus()
 			}
 		}
 	}()
 }
 
-// status is the periodic line for non-terminals.
-func (o *output) status() string {
+// showStatus writes the periodic status for non-terminals: a line, or a
+// record.
+func (o *output) showStatus() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	copied := o.copied.Load()
 	el := time.Since(o.started)
 	rate := float64(copied) / 1e6 / max(el.Seconds(), 0.001)
-	return fmt.Sprintf("progress: %d/%d units done, %.1f of ~%.1f MB, %.1f MB/s, %s elapsed; in flight: %s",
+	if o.json {
+		o.log.Info("progress", "units_done", o.done, "units", o.units, "bytes", copied, "estimated_bytes", o.total,
+			"mbps", rate, "elapsed_s", el.Seconds(), "units_in_flight", len(o.inFlight), "in_flight", o.flightList())
+		return
+	}
+	fmt.Fprintf(o.errOut, "progress: %d/%d units done, %.1f of ~%.1f MB, %.1f MB/s, %s elapsed; in flight: %s\n",
 		o.done, o.units, float64(copied)/1e6, float64(o.total)/1e6, rate, el.Round(time.Second), o.flightList())
 }
 
@@ -142,6 +159,32 @@ func (o *output) unitDone(r copy.Result) {
 	if !o.quiet || (r.Status != copy.StatusOK && r.Status != copy.StatusSkipped) {
 		fmt.Fprintln(o.out, redact.Text(copy.Redact(o.line(r), o.secrets...)))
 	}
+	if o.json {
+		logUnit(o.log, r)
+	}
+}
+
+// logUnit records a finished unit's outcome and figures (--log-format
+// json): at level info when it ended ok, error otherwise.
+func logUnit(log *slog.Logger, r copy.Result) {
+	level := slog.LevelInfo
+	if r.Status != copy.StatusOK {
+		level = slog.LevelError
+	}
+	attrs := []any{"unit", r.Unit, "status", r.Status, "rows", r.Rows, "bytes", r.Bytes, "format", r.Format,
+		"dest_lock_wait_s", r.DestLockWait.Seconds(), "source_lock_wait_s", r.SourceLockWait.Seconds(),
+		"writes_blocked_s", r.WritesBlocked.Seconds(), "source_lock_held_s", r.SourceLockHeld.Seconds(),
+		"copy_s", r.Copy.Seconds(), "verify_s", r.Verify.Seconds()}
+	if r.Checksum != "" {
+		attrs = append(attrs, "checksum", r.Checksum)
+	}
+	if r.Note != "" {
+		attrs = append(attrs, "note", r.Note)
+	}
+	if r.Err != nil {
+		attrs = append(attrs, "error", r.Err.Error())
+	}
+	log.Log(context.Background(), level, "unit finished", attrs...)
 }
 
 // end stops the status lines and prints the summary table and totals.
@@ -154,6 +197,16 @@ func (o *output) end(rep *copy.Report) {
 	if rep == nil {
 		return
 	}
+	if o.json {
+		attrs := []any{"ok", rep.OK, "failed", rep.Failed, "mismatch", rep.Mismatch, "interrupted", rep.Interrupted,
+			"not_started", rep.Left, "skipped", rep.Skipped, "rows", rep.Rows, "bytes", rep.Bytes, "elapsed_s", rep.Elapsed.Seconds(), "mbps", rep.MBps(),
+			"writes_blocked_p50_s", rep.BlockedP50.Seconds(), "writes_blocked_p95_s", rep.BlockedP95.Seconds(),
+			"writes_blocked_max_s", rep.BlockedMax.Seconds()}
+		if !rep.Deadline.IsZero() {
+			attrs = append(attrs, "deadline", rep.Deadline, "remaining", rep.Remaining, "remaining_predicted_s", rep.RemainingPredicted.Seconds())
+		}
+		o.log.Info("run finished", attrs...)
+	}
 	if !o.quiet && rep.Skipped < len(rep.Units) {
 		fmt.Fprintln(o.out)
 		rep.WriteTable(o.out)
@@ -164,6 +217,10 @@ func (o *output) end(rep *copy.Report) {
 		}
 	}
 	fmt.Fprintln(o.out, rep.Summary())
+	if rep.Remaining > 0 {
+		fmt.Fprintf(o.out, "stopped at the deadline %s: %d unit(s) remain, predicted to need %s at this run's rate; run again to go on\n",
+			rep.Deadline.Format(time.RFC3339), rep.Remaining, rep.RemainingPredicted.Round(time.Second))
+	}
 }
 
 // planQuiet is how long planning may run before a terminal is told what it

@@ -39,7 +39,7 @@ func TestBlockerQueryRedacted(t *testing.T) {
 
 	report := filepath.Join(t.TempDir(), "report.json")
 	code, out, errOut := lockstep(t, ctx, "copy", "--source", src, "--dest", dst, "--table", "t",
-		"--lock-timeout", "400ms", "--lock-retries", "1", "--verbose", "--report", report)
+		"--lock-timeout", "2s", "--lock-retries", "1", "--verbose", "--report", report)
 	rep, err := os.ReadFile(report)
 	if err != nil {
 		t.Fatal(err)

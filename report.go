@@ -10,21 +10,26 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"lockstep/copy"
+	"lockstep/metrics"
 )
 
 // runState is what one invocation keeps between urfave/cli's callbacks and
 // the end of run, which writes the --report file last, with the final exit
 // code, whichever way the command ended (flag errors included).
 type runState struct {
-	code    int
-	started time.Time
-	secrets []string // passwords to redact from everything printed or written
+	code      int
+	started   time.Time
+	runID     string   // copy.Options.RunID: in every log record, the report and the metrics
+	secrets   []string // passwords to redact from everything printed or written
+	logFormat string   // --log-format: how main's own closing lines are written too
 
-	parsed bool   // the command's flags parsed: report is its --report
-	report string // --report FILE, or "" for none
-	opts   copy.Options
-	rep    *copy.Report // the units' outcomes, when units ran
-	runErr error        // the units' joined errors, when units ran
+	parsed  bool   // the command's flags parsed: report is its --report
+	report  string // --report FILE, or "" for none
+	opts    copy.Options
+	rep     *copy.Report  // the units' outcomes, when units ran
+	created *copy.Created // tables --create-missing created
+	runErr  error         // the units' joined errors, when units ran
+	metrics *metrics.Run  // --metrics-file, --metrics-listen: finished with the exit code
 
 	ledgerOff   bool           // copy --ledger none
 	ledgerFlags map[string]any // copy's ledger flags, for the report
@@ -32,11 +37,14 @@ type runState struct {
 
 // jsonReport is what --report writes.
 type jsonReport struct {
+	RunID    string         `json:"run_id"`
+	Version  buildInfo      `json:"lockstep"`
 	Started  time.Time      `json:"started"`
 	Finished time.Time      `json:"finished"`
 	ExitCode int            `json:"exit_code"`
 	Error    string         `json:"error,omitempty"`
 	Options  map[string]any `json:"options"`
+	Created  *copy.Created  `json:"created_on_destination,omitempty"` // by --create-missing
 	Run      *copy.Report   `json:"run,omitempty"`
 }
 
@@ -47,7 +55,8 @@ func writeReport(st *runState, err error) error {
 		return nil
 	}
 	secrets := st.secrets
-	r := jsonReport{Started: st.started, Finished: time.Now(), ExitCode: st.code, Run: st.rep, Options: reportOptions(st)}
+	r := jsonReport{RunID: st.runID, Version: readBuildInfo(), Started: st.started, Finished: time.Now(), ExitCode: st.code, Run: st.rep, Created: st.created,
+		Options: reportOptions(st)}
 	if err == nil {
 		err = st.runErr
 	}
@@ -76,11 +85,15 @@ func reportOptions(st *runState) map[string]any {
 	o := map[string]any{
 		"source": copy.Redact(opts.Source, secrets...), "dest": copy.Redact(opts.Dest, secrets...),
 		"tables": opts.Tables, "tables_matching": opts.Matching, "exclude": opts.Exclude, "order": opts.Order,
-		"jobs": opts.Jobs, "fail_fast": opts.FailFast, "verify": opts.Verify, "lock_timeout": opts.LockTimeout.String(),
-		"stall_timeout": opts.StallTimeout.String(),
-		"lock_retries":  opts.LockRetries, "max_write_block": opts.MaxWriteBlock.String(), "assume_mbps": opts.AssumeMBps,
+		"jobs": opts.Jobs, "fail_fast": opts.FailFast, "verify": opts.Verify,
+		"lock_timeout": opts.LockTimeout.String(), "lock_timeout_s": opts.LockTimeout.Seconds(),
+		"stall_timeout": opts.StallTimeout.String(), "stall_timeout_s": opts.StallTimeout.Seconds(),
+		"max_write_block": opts.MaxWriteBlock.String(), "max_write_block_s": opts.MaxWriteBlock.Seconds(),
+		"lock_retries": opts.LockRetries, "assume_mbps": opts.AssumeMBps,
 		"lock": opts.Lock, "recheck_locked": opts.RecheckLocked, "diff": opts.Diff, "key": opts.DiffKey, "diff_rows": opts.DiffRows,
-		"fk_mode": opts.FKMode,
+		"fk_mode": opts.FKMode, "check_fks": opts.CheckFKs, "disable_triggers": opts.DisableTriggers,
+		"create_missing": opts.CreateMissing, "pg_dump": opts.PgDump,
+		"sequences": opts.Sequences,
 	}
 	for k, v := range st.ledgerFlags {
 		o[k] = v
@@ -89,9 +102,27 @@ func reportOptions(st *runState) map[string]any {
 }
 
 // reportArg finds --report FILE in the arguments of a copy or verify
-// command whose flags did not parse (the last one wins, as in parsing).
+// command whose flags did not parse.
 func reportArg(args []string) string {
-	var cmd string
+	if cmd, path := flagArg(args, "report"); cmd == "copy" || cmd == "verify" {
+		return path
+	}
+	return ""
+}
+
+// flagArg finds the command and the value of its flag --name in arguments
+// that did not parse (the last one wins, as in parsing).
+func flagArg(args []string, name string) (cmd, value string) {
+	cmd, values := flagArgs(args, name)
+	if len(values) > 0 {
+		value = values[len(values)-1]
+	}
+	return cmd, value
+}
+
+// flagArgs finds the command and every value of its flag --name in
+// arguments that did not parse.
+func flagArgs(args []string, name string) (cmd string, values []string) {
 	var rest []string
 	for i, a := range args {
 		if i > 0 && !strings.HasPrefix(a, "-") {
@@ -99,25 +130,22 @@ func reportArg(args []string) string {
 			break
 		}
 	}
-	if cmd != "copy" && cmd != "verify" {
-		return ""
-	}
-	path := ""
 	for i := 0; i < len(rest); i++ {
 		a := rest[i]
 		switch {
 		case a == "--":
-			return path
-		case a == "--report" || a == "-report":
+			return cmd, values
+		case a == "--"+name || a == "-"+name:
 			if i+1 < len(rest) {
-				path = rest[i+1]
+				values = append(values, rest[i+1])
 				i++
 			}
-		case strings.HasPrefix(a, "--report="), strings.HasPrefix(a, "-report="):
-			_, path, _ = strings.Cut(a, "=")
+		case strings.HasPrefix(a, "--"+name+"="), strings.HasPrefix(a, "-"+name+"="):
+			_, v, _ := strings.Cut(a, "=")
+			values = append(values, v)
 		}
 	}
-	return path
+	return cmd, values
 }
 
 // argSecrets are the passwords known before any flag is parsed, so that

@@ -233,9 +233,9 @@ func TestFailFastStartsNothingMore(t *testing.T) {
 func TestPlanChangesNothingAndExplains(t *testing.T) {
 	t.Parallel()
 	src, dst := pgtest.Get(t).NewDBs(t)
-	pgtest.Exec(t, src, listTable+listRows+`CREATE TYPE mood AS ENUM ('ok'); ALTER TABLE m ADD COLUMN mood mood;
+	pgtest.Exec(t, src, listTable+listRows+`CREATE TYPE mood AS (x int); ALTER TABLE m ADD COLUMN mood mood;
 		ALTER TABLE m ADD COLUMN total int GENERATED ALWAYS AS (id * 2) STORED; ANALYZE m;`)
-	pgtest.Exec(t, dst, listTable+`CREATE TYPE mood AS ENUM ('ok'); ALTER TABLE m ADD COLUMN mood mood;
+	pgtest.Exec(t, dst, listTable+`CREATE TYPE mood AS (x int); ALTER TABLE m ADD COLUMN mood mood;
 		ALTER TABLE m ADD COLUMN total int GENERATED ALWAYS AS (id * 2) STORED;
 		CREATE TABLE r (k text PRIMARY KEY); INSERT INTO r VALUES ('a'), ('b'), ('c');
 		ALTER TABLE m_b ADD CONSTRAINT m_b_k_fk FOREIGN KEY (k) REFERENCES r;

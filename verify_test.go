@@ -194,3 +194,29 @@ func TestVerifyLockTimeoutIsRuntimeError(t *testing.T) {
 	// Without --lock the uncommitted row is invisible: a match, exit 0.
 	mustRun(t, 0, "verify", "--source", src, "--dest", dst, "--table", "t")
 }
+
+// --checksum chooses the row hash; a copy and a verify with the same one
+// print the same checksum, and the two hashes give different ones.
+func TestChecksumFlag(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	pgtest.Exec(t, src, `CREATE TABLE c (id int PRIMARY KEY, v text); INSERT INTO c SELECT g, md5(g::text) FROM generate_series(1, 500) g;`)
+	pgtest.Exec(t, dst, `CREATE TABLE c (id int PRIMARY KEY, v text);`)
+	sums := map[string]string{}
+	for _, alg := range []string{"xxh3", "sha256"} {
+		out := mustRun(t, 0, "copy", "--source", src, "--dest", dst, "--table", "c", "--checksum", alg)
+		copied := checksumRE.FindStringSubmatch(out)
+		out = mustRun(t, 0, "verify", "--source", src, "--dest", dst, "--table", "c", "--checksum", alg)
+		verified := checksumRE.FindStringSubmatch(out)
+		if copied == nil || verified == nil || copied[1] != verified[1] {
+			t.Fatalf("%s: copy and verify disagree: %v %v", alg, copied, verified)
+		}
+		sums[alg] = copied[1]
+	}
+	if sums["xxh3"] == sums["sha256"] {
+		t.Error("xxh3 and sha256 printed one checksum")
+	}
+	if code, _, errOut := lockstep(t, context.Background(), "copy", "--source", src, "--dest", dst, "--table", "c", "--checksum", "md4"); code != 2 || !strings.Contains(errOut, "unknown --checksum") {
+		t.Errorf("bad --checksum: exit %d: %s", code, errOut)
+	}
+}

@@ -13,12 +13,20 @@
 // commits, and only then the source commits and releases its lock. Any failure before
 // the destination's commit rolls both back. A destination commit whose
 // outcome is unknown is re-checked from a new connection while the source
-// lock is still held.
+// lock is still held. Before the commit point, the destination's sequences
+// that feed the copied columns are moved on to the source's values (never
+// backwards), read with the source lock (sequences.go); SyncSequences moves
+// them again at switch-over.
 //
 // No server is awaited silently for long, and no server holds a lock long
 // for a lockstep that is gone: stalls end the unit, idle transactions get
 // heartbeats, and each session carries keepalives and an idle timeout, all
 // derived from one stall timeout (liveness.go).
+//
+// With --create-missing, before the units are planned, the selected tables
+// the destination lacks are created there from pg_dump's definitions of the
+// source's, in one destination transaction, once every check that needs no
+// such table has passed (create.go).
 //
 // Units run on workers, each with its own source and destination
 // connection, set up once (session settings) and kept for the run; a

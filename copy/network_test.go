@@ -244,7 +244,13 @@ func TestPartitionMidCopy(t *testing.T) {
 			}
 			cutAt := time.Now()
 			r := within(t, done, testStall+5*time.Second, "end of the unit")
-			stallFailed(t, r, side)
+			// lockstep's own watchdog names the stall; on a loaded machine
+			// its socket's TCP user timeout (twice the stall timeout) may
+			// end the connection first: the unit fails naming the side
+			// either way.
+			if u := oneFailed(t, r, copy.StatusFailed, side); !errors.As(u.Err, new(*copy.StallError)) {
+				t.Logf("the connection ended before the watchdog fired: %v", u.Err)
+			}
 			unlockedWithin(t, other, "the other side", r.at, time.Second)
 			unlockedWithin(t, cutOff, side, cutAt, testStall+2*time.Second)
 			if err := part.Heal(); err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"lockstep/partition"
@@ -35,6 +36,10 @@ const (
 
 // Options is one copy run.
 type Options struct {
+	// RunID names the run: in the log (the caller's Logger should carry
+	// it as "run"), the report and the metrics. Validate fills in
+	// NewRunID() when it is empty.
+	RunID        string
 	Source, Dest string // connection strings (URL or key=value; PG* env vars apply)
 	partition.Selection
 	ExactCounts bool // plan with count(*) instead of catalog estimates
@@ -47,14 +52,36 @@ type Options struct {
 	LockRetries  int           // further attempts after a lock timeout
 	RetryBackoff time.Duration // first pause between lock attempts, doubled per attempt
 	Verify       verify.Mode
-	Jobs         int
-	FailFast     bool // start no unit after one failed
+	// Checksum is the per-row hash of checksums (verify.XXH3 by default).
+	Checksum verify.Algorithm
+	Jobs     int
+	FailFast bool // start no unit after one failed
 	// FKMode says how foreign keys that reference selected tables are
 	// handled (partition.FKGroup by default).
 	FKMode partition.FKMode
+	// DisableTriggers disables the destination tables' user triggers while
+	// a unit loads them (pg_dump's --disable-triggers, for user triggers).
+	DisableTriggers bool
+	// Deadline, when set, is the time after which no unit starts, nor one
+	// predicted to end after it (--deadline, --max-duration).
+	Deadline time.Time
+	// MaxRate, when positive, caps the bytes streamed per second across
+	// all units.
+	MaxRate float64
+	// MaxReplicaLag, when positive, holds each unit back while a standby
+	// of the destination (and with SourceReplicas of the source) replays
+	// further behind.
+	MaxReplicaLag  time.Duration
+	SourceReplicas bool
+	// PauseBetween rests between units.
+	PauseBetween time.Duration
 	// CheckFKs, after a --fk-mode replica run, counts the orphans of the
 	// foreign keys the copy did not check.
 	CheckFKs bool
+	// Sequences says what to do with the sequences that feed the copied
+	// columns: SequencesCopy (copy's default), SequencesCheck (verify's
+	// default) or SequencesNone.
+	Sequences SequencesMode
 	// MaxWriteBlock, when set, refuses units predicted (at AssumeMBps) to
 	// block source writes longer, and rolls back a unit that overruns it.
 	MaxWriteBlock time.Duration
@@ -75,6 +102,21 @@ type Options struct {
 	RepairSQL     bool     // build statements that would repair the destination
 
 	hashFunc string // row hash the servers share for the diff: md5, or sha256
+	syncOnly bool   // the plan is for SyncSequences: it reads sequences, copies nothing
+	// setvals runs the sequence-setting statements of concurrent units one
+	// at a time (see setGroupSequences); shared by copies of the options.
+	setvals *sync.Mutex
+
+	// CreateMissing creates the selected tables the destination lacks, from
+	// the source's definitions, before the units are planned (create.go).
+	CreateMissing bool
+	PgDump        string // the pg_dump to run (default: pg_dump on PATH)
+	// PlanOnly says the plan will only be printed: CreateMissing then
+	// lists what it would create and creates nothing.
+	PlanOnly bool
+	// OnCreate, when set, is told what CreateMissing created, right after.
+	OnCreate    func(Created)
+	skipMissing bool // plan without the tables the destination lacks
 
 	// OnPlan, when set, is called as planning enters each stage
 	// (connecting, self-test, resolving names, ...), from the planning
@@ -94,6 +136,30 @@ type Options struct {
 	// OnBytes, when set, is called with each chunk's size as data streams
 	// (from worker goroutines; keep it cheap).
 	OnBytes func(n int64)
+}
+
+// validateSequences fills the default of --sequences: copy for a copy,
+// check for a verify.
+func (o *Options) validateSequences() error {
+	switch {
+	case o.syncOnly:
+		o.Sequences = SequencesCopy
+	case o.VerifyOnly:
+		if o.Sequences == "" {
+			o.Sequences = SequencesCheck
+		}
+		if o.Sequences != SequencesCheck && o.Sequences != SequencesNone {
+			return fmt.Errorf("unknown --sequences %q (want check or none)", o.Sequences)
+		}
+	default:
+		if o.Sequences == "" {
+			o.Sequences = SequencesCopy
+		}
+		if o.Sequences != SequencesCopy && o.Sequences != SequencesNone {
+			return fmt.Errorf("unknown --sequences %q (want copy or none)", o.Sequences)
+		}
+	}
+	return nil
 }
 
 func (o *Options) planStage(stage string) {
@@ -152,6 +218,21 @@ func (o *Options) Validate() error {
 	if o.Verify == "" {
 		o.Verify = verify.Checksum
 	}
+	if o.MaxRate < 0 || o.MaxReplicaLag < 0 || o.PauseBetween < 0 {
+		return errors.New("--max-rate, --max-replica-lag and --pause-between must not be negative")
+	}
+	if o.MaxRate > 0 && o.MaxRate/1e6 < o.AssumeMBps {
+		o.AssumeMBps = o.MaxRate / 1e6 // the cap slows every unit: plans predict with it
+	}
+	if o.SourceReplicas && o.MaxReplicaLag == 0 {
+		return errors.New("--source-replicas goes with --max-replica-lag")
+	}
+	if o.Checksum == "" {
+		o.Checksum = verify.XXH3
+	}
+	if _, err := verify.ParseAlgorithm(string(o.Checksum)); err != nil {
+		return err
+	}
 	if o.FKMode == "" {
 		o.FKMode = partition.FKGroup
 	}
@@ -163,6 +244,12 @@ func (o *Options) Validate() error {
 	}
 	if _, err := verify.ParseMode(string(o.Verify)); err != nil {
 		return err
+	}
+	if err := o.validateSequences(); err != nil {
+		return err
+	}
+	if o.setvals == nil {
+		o.setvals = &sync.Mutex{}
 	}
 	if o.Jobs == 0 {
 		o.Jobs = DefaultJobs
@@ -176,8 +263,14 @@ func (o *Options) Validate() error {
 	if o.DiffRows < 1 {
 		return fmt.Errorf("diff rows %d: must be at least 1", o.DiffRows)
 	}
+	if o.CreateMissing && o.VerifyOnly {
+		return errors.New("--create-missing goes with copy and plan, not verify")
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.RunID == "" {
+		o.RunID = NewRunID()
 	}
 	return nil
 }

@@ -22,6 +22,9 @@ import (
 // each unit's facts once.
 type Plan struct {
 	Totals PlanTotals
+	// Created is what --create-missing created before planning or, in a
+	// plan that is only printed, would create (nil: nothing).
+	Created *Created
 
 	groups   []partition.Group
 	opts     *Options
@@ -70,6 +73,9 @@ type PlannedUnit struct {
 	// for it (PlanTotals.MaxLockQueue at most per attempt) blocks writers too.
 	WriteBlock time.Duration `json:"predicted_write_block_ns"`
 	Refused    bool          `json:"refused,omitempty"` // predicted over --max-write-block
+	// Sequences feed the copied columns; the copy sets them from the
+	// source's (those the source lacks by that name are left alone).
+	Sequences []string `json:"sequences,omitempty"`
 }
 
 // PlanTotals sums a plan.
@@ -114,14 +120,19 @@ func MakePlan(ctx context.Context, opts Options) (*Plan, error) {
 			}
 		}
 	}
-	groups, err := plan(ctx, src, dst, &opts)
+	created, err := createMissing(ctx, src, dst, &opts) // --create-missing: see create.go
+	var groups []partition.Group
+	if err == nil {
+		groups, err = plan(ctx, src, dst, &opts)
+	}
 	if err != nil {
+		err = created.stay(err)
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("%w while planning: %v", ErrInterrupted, err)
 		}
 		return nil, &BadInputError{err}
 	}
-	p := &Plan{groups: groups, opts: &opts, src: src, dst: dst, ledgerSide: ledgerSide, Totals: PlanTotals{Units: len(groups), AssumeMBps: opts.AssumeMBps,
+	p := &Plan{groups: groups, opts: &opts, src: src, dst: dst, ledgerSide: ledgerSide, Created: created, Totals: PlanTotals{Units: len(groups), AssumeMBps: opts.AssumeMBps,
 		MaxLockQueue: opts.sourceLockTimeout()}}
 	var refused []string
 	for i := range groups {
@@ -138,8 +149,8 @@ func MakePlan(ctx context.Context, opts Options) (*Plan, error) {
 	}
 	p.Totals.Refused = len(refused)
 	if len(refused) > 0 {
-		return p, &BadInputError{fmt.Errorf("source: %d unit(s) predicted to block writes longer than --max-write-block %s at %.0f MB/s: %s",
-			len(refused), opts.MaxWriteBlock, opts.AssumeMBps, strings.Join(refused, ", "))}
+		return p, &BadInputError{created.stay(fmt.Errorf("source: %d unit(s) predicted to block writes longer than --max-write-block %s at %.0f MB/s: %s",
+			len(refused), opts.MaxWriteBlock, opts.AssumeMBps, strings.Join(refused, ", ")))}
 	}
 	// The ledger last: it is created (or upgraded) and the run recorded
 	// only once nothing else is wrong.
@@ -189,12 +200,19 @@ func (p *Plan) planned(gi, m int) PlannedUnit {
 		Group: gi, Unit: u.Name(), Source: u.Source.String(), Dest: u.Dest.String(),
 		EstRows: u.Estimate.Rows, RowsCounted: u.Estimate.Exact, EstBytes: u.Estimate.Bytes,
 		Format: u.Format(), FormatWhy: u.FormatWhy, Freeze: u.Freeze, Columns: u.Columns, Skipped: u.Skipped,
-		DestTriggers: u.DestTriggers, DestForeignKeys: u.DestForeignKeys,
+		DestTriggers: u.TriggerNames(), DestForeignKeys: u.DestForeignKeys,
 		Locks:      []string{"destination: ACCESS EXCLUSIVE on " + u.Dest.String(), "source: EXCLUSIVE on " + u.Source.String()},
 		WriteBlock: p.writeBlock(g.Estimate().Bytes),
 	}
 	if g.Delete {
 		pu.Locks = append(pu.Locks, "destination: emptied with DELETE (--fk-mode replica; other tables reference it)")
+	}
+	for _, s := range u.Sequences {
+		if s.Source.OID == 0 {
+			pu.Sequences = append(pu.Sequences, s.String()+" (the source has no sequence of that name feeding the table: left alone)")
+		} else {
+			pu.Sequences = append(pu.Sequences, s.String())
+		}
 	}
 	if u.DestOnly {
 		pu.Source, pu.Locks, pu.WriteBlock = "", []string{"destination: EXCLUSIVE on " + u.Dest.String() + " (verify --lock)"}, 0
@@ -238,7 +256,15 @@ func (p *Plan) WriteJSON(w io.Writer) error {
 		}
 		bw.WriteString("\n  ")
 	}
-	bw.WriteString("{\n  \"units\": [")
+	bw.WriteString("{\n")
+	if p.Created != nil { // --create-missing
+		bw.WriteString("  \"create_missing\": ")
+		if err := enc.Encode(p.Created); err != nil {
+			return err
+		}
+		bw.WriteString("  ,\n")
+	}
+	bw.WriteString("  \"units\": [")
 	first := true
 	for gi := range p.groups {
 		for m := range p.groups[gi].Units {
@@ -287,6 +313,7 @@ func mb(b int64) string { return fmt.Sprintf("%.1f", float64(b)/1e6) }
 // table, the units that copy several tables together, and totals. Names
 // and types from the catalogs have their control characters escaped.
 func (p *Plan) WriteText(w io.Writer) error {
+	p.Created.writeText(w) // --create-missing: see create.go
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "UNIT\tEST ROWS\tEST MB\tFORMAT\tFREEZE\tWRITES BLOCKED (PREDICTED)\t")
 	for gi := range p.groups {
@@ -321,10 +348,17 @@ func (p *Plan) WriteText(w io.Writer) error {
 				fmt.Fprintf(w, "  columns skipped: %s\n", redact.Control(strings.Join(u.Skipped, ", ")))
 			}
 			if len(u.DestTriggers) > 0 {
-				fmt.Fprintf(w, "  destination triggers (they fire for every row copied): %s\n", redact.Control(strings.Join(u.DestTriggers, ", ")))
+				how := "they fire for every row copied"
+				if p.opts.DisableTriggers {
+					how = "disabled while the copy loads the table (--disable-triggers)"
+				}
+				fmt.Fprintf(w, "  destination triggers (%s): %s\n", how, redact.Control(strings.Join(u.DestTriggers, ", ")))
 			}
 			if len(u.DestForeignKeys) > 0 {
 				fmt.Fprintf(w, "  destination foreign keys (checked for every row copied): %s\n", redact.Control(strings.Join(u.DestForeignKeys, ", ")))
+			}
+			if len(u.Sequences) > 0 {
+				fmt.Fprintf(w, "  sequences (set from the source's after the copy, never backwards): %s\n", redact.Control(strings.Join(u.Sequences, ", ")))
 			}
 		}
 	}

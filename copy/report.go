@@ -66,6 +66,9 @@ type Result struct {
 	// bytes, times and checksum; the group's figures above sum them, and
 	// its locks and writes-blocked time are the group's.
 	Members []Result `json:"members,omitempty"`
+	// Sequences are the destination sequences the copy set, or found
+	// already as far along and left alone (see sequences.go).
+	Sequences []SequenceSet `json:"sequences,omitempty"`
 
 	ledgerID int64 // the id of its success row in the ledger
 }
@@ -165,6 +168,16 @@ func (r Result) String() string {
 	if r.Checksum != "" {
 		fmt.Fprintf(&b, " checksum=%s", r.Checksum)
 	}
+	if len(r.Sequences) > 0 {
+		set, ahead, clamped := sequenceCounts(r.Sequences)
+		fmt.Fprintf(&b, " sequences=%d", set)
+		if ahead > 0 {
+			fmt.Fprintf(&b, " sequences-ahead=%d", ahead)
+		}
+		if clamped > 0 {
+			fmt.Fprintf(&b, " sequences-clamped=%d", clamped)
+		}
+	}
 	if len(r.Members) > 0 {
 		parts := make([]string, len(r.Members))
 		for i, m := range r.Members {
@@ -208,6 +221,12 @@ type Report struct {
 	BlockedP50 time.Duration `json:"writes_blocked_p50_ns"`
 	BlockedP95 time.Duration `json:"writes_blocked_p95_ns"`
 	BlockedMax time.Duration `json:"writes_blocked_max_ns"`
+	// Deadline is --deadline (or now + --max-duration); Remaining counts
+	// the units it left not started, and RemainingPredicted how long they
+	// should take at this run's rate.
+	Deadline           time.Time     `json:"deadline,omitzero"`
+	Remaining          int           `json:"remaining,omitempty"`
+	RemainingPredicted time.Duration `json:"remaining_predicted_ns,omitempty"`
 	// ForeignKeys are the foreign keys a --fk-mode replica run did not
 	// check; Orphans sums the orphan rows --check-fks found.
 	ForeignKeys []FKCheck `json:"foreign_keys_unchecked,omitempty"`

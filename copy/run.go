@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"lockstep/partition"
+	"lockstep/throttle"
 	"lockstep/verify"
 )
 
@@ -83,21 +84,38 @@ func plan(ctx context.Context, src, dst *side, opts *Options) ([]partition.Group
 		}
 		defer rollback(ctx, c)
 	}
-	opts.planStage("self-test of both servers")
-	if err := verify.SelfTest(ctx, sc.conn, dc.conn, sameMajor); err != nil {
-		return nil, err
+	if !opts.syncOnly { // sync-sequences compares no rows
+		opts.planStage("self-test of both servers")
+		if err := verify.SelfTest(ctx, sc.conn, dc.conn, sameMajor); err != nil {
+			return nil, err
+		}
 	}
+	copying := !opts.VerifyOnly && !opts.syncOnly
 	return partition.Plan(ctx, sc.conn, dc.conn, partition.Options{
-		Selection:   opts.Selection,
-		SameMajor:   sameMajor,
-		ExactCounts: opts.ExactCounts,
-		Copy:        !opts.VerifyOnly,
-		Lock:        !opts.VerifyOnly || opts.Lock || opts.RecheckLocked,
-		WithKey:     opts.Diff,
-		Key:         opts.DiffKey,
-		FKMode:      opts.FKMode,
-		Progress:    opts.OnPlan,
+		Selection:       opts.Selection,
+		SameMajor:       sameMajor,
+		ExactCounts:     opts.ExactCounts,
+		Copy:            copying,
+		Lock:            copying || opts.Lock || opts.RecheckLocked,
+		WithKey:         opts.Diff,
+		Key:             opts.DiffKey,
+		FKMode:          opts.FKMode,
+		DisableTriggers: opts.DisableTriggers,
+		Sequences:       opts.sequenceMode(),
+		Progress:        opts.OnPlan,
+		SkipMissing:     opts.skipMissing, // --create-missing: see create.go
 	})
+}
+
+// sequenceMode is which sequences the plan reads.
+func (o *Options) sequenceMode() partition.SequenceMode {
+	switch o.Sequences {
+	case SequencesCopy:
+		return partition.SequencesFromSource
+	case SequencesCheck:
+		return partition.SequencesOnDest
+	}
+	return partition.SequencesNone
 }
 
 // sameDatabase tells whether two connections reach one database of one
@@ -123,11 +141,16 @@ func sameDatabase(ctx context.Context, a, b *pgx.Conn) (bool, error) {
 // start (see scheduler).
 func execute(ctx context.Context, opts *Options, src, dst *side, groups []partition.Group, r *resume, attempt attemptFunc) (*Report, error) {
 	rep := &Report{Started: time.Now(), Units: make([]Result, len(groups))}
+	gate, rate, closeGate, err := newGate(ctx, opts, src, dst)
+	if err != nil {
+		return nil, err
+	}
+	defer closeGate()
 	s := newScheduler(opts, groups, rep, r)
 	var wg sync.WaitGroup
 	for range opts.Jobs {
 		wg.Go(func() {
-			w := &worker{opts: opts, src: src, dst: dst}
+			w := &worker{opts: opts, src: src, dst: dst, rate: rate}
 			defer w.close(ctx)
 			for {
 				i, ok := s.next(ctx)
@@ -135,6 +158,11 @@ func execute(ctx context.Context, opts *Options, src, dst *side, groups []partit
 					return
 				}
 				gr := &groups[i]
+				if err := gate.Admit(ctx, throttle.Next{Unit: gr.Name(), EstBytes: gr.Estimate().Bytes}); err != nil {
+					s.led.Release(ctx, s.keys[i])
+					s.refused(ctx, i, err)
+					continue
+				}
 				if opts.OnStart != nil {
 					opts.OnStart(gr.Name())
 				}
@@ -143,6 +171,7 @@ func execute(ctx context.Context, opts *Options, src, dst *side, groups []partit
 				// reads it.
 				s.led.Release(ctx, s.keys[i])
 				s.done(i, res)
+				gate.done(res)
 				if res.Status == StatusOK {
 					opts.Logger.Debug("unit copied", "unit", res.Unit, "rows", res.Rows, "bytes", res.Bytes)
 				}
@@ -153,9 +182,19 @@ func execute(ctx context.Context, opts *Options, src, dst *side, groups []partit
 		})
 	}
 	wg.Wait()
+	s.close()
 	failed := s.failedFast()
 	rep.Elapsed = time.Since(rep.Started)
 	rep.tally()
+	if !opts.Deadline.IsZero() {
+		rep.Deadline = opts.Deadline
+		for i, r := range rep.Units {
+			if r.Status == StatusNotStarted {
+				rep.Remaining++
+				rep.RemainingPredicted += gate.predict(groups[i].Estimate().Bytes)
+			}
+		}
+	}
 	var errs []error
 	for _, r := range rep.Units {
 		if r.Err != nil {

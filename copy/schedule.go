@@ -10,6 +10,7 @@ import (
 	"lockstep/ledger"
 	"lockstep/lock"
 	"lockstep/partition"
+	"lockstep/throttle"
 )
 
 // groupState is where a group stands in this process.
@@ -50,7 +51,8 @@ type scheduler struct {
 	refusals []int
 	okID     []int64 // the ledger id of each committed group's copy
 	changed  chan struct{}
-	stopped  bool // --fail-fast tripped: start nothing more
+	stopped  bool   // --fail-fast tripped: start nothing more
+	deadline string // the deadline passed, saying so: start nothing more
 }
 
 func newScheduler(opts *Options, groups []partition.Group, rep *Report, r *resume) *scheduler {
@@ -98,7 +100,7 @@ func (s *scheduler) next(ctx context.Context) (int, bool) {
 		s.mu.Lock()
 		i, wake := s.pick()
 		empty, changed := len(s.queue) == 0, s.changed
-		stopped := s.stopped
+		stopped := s.stopped || s.deadline != ""
 		s.mu.Unlock()
 		if stopped {
 			return -1, false
@@ -134,7 +136,7 @@ func (s *scheduler) next(ctx context.Context) (int, bool) {
 // tried again (zero: only when a group here ends). Groups whose
 // predecessor did not commit are ended on the way. Call with s.mu held.
 func (s *scheduler) pick() (int, time.Time) {
-	if s.stopped {
+	if s.stopped || s.deadline != "" {
 		return -1, time.Time{}
 	}
 	now := time.Now()
@@ -237,9 +239,42 @@ func (s *scheduler) done(i int, r Result) {
 		s.state[i], s.okID[i] = committed, r.ledgerID
 	} else {
 		s.state[i] = ended
-		s.stopped = s.stopped || s.opts.FailFast
+		s.stopped = s.stopped || (s.opts.FailFast && r.Status != StatusNotStarted)
 	}
 	s.notify()
+}
+
+// refused records that the gate kept group i, claimed, from starting:
+// past the deadline it and every group still queued are left for the next
+// window (not started); another refusal fails it.
+func (s *scheduler) refused(ctx context.Context, i int, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := &s.rep.Units[i]
+	switch {
+	case throttle.IsDeadline(err):
+		r.Error = err.Error() // not started: left for the next window
+		s.deadline = r.Error
+	case ctx.Err() == nil:
+		r.Status, r.Err, r.Error = StatusFailed, err, err.Error()
+		s.stopped = s.stopped || s.opts.FailFast
+	}
+	s.state[i] = ended
+	s.notify()
+}
+
+// close marks the groups still queued when the deadline stopped the run.
+func (s *scheduler) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.deadline == "" {
+		return
+	}
+	for _, i := range s.queue {
+		if s.rep.Units[i].Error == "" {
+			s.rep.Units[i].Error = s.deadline
+		}
+	}
 }
 
 // failedFast reports whether --fail-fast stopped the run.

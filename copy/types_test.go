@@ -94,16 +94,17 @@ func TestBuiltinTypesRoundTripBinary(t *testing.T) {
 func TestBuiltinTypesRoundTripText(t *testing.T) {
 	t.Parallel()
 	src, dst := pgtest.Get(t).NewDBs(t)
-	// A user enum makes the copy text; every built-in value must survive
-	// the text path too.
+	// An array of a user enum makes the copy text (an array carries its
+	// element type's OID); every built-in value must survive the text path
+	// too.
 	enum := "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');"
-	mustExec(t, src, enum+strings.Replace(builtinSchema, "oidc oid\n", "oidc oid, mood mood DEFAULT 'happy'\n", 1)+builtinRows)
+	mustExec(t, src, enum+strings.Replace(builtinSchema, "oidc oid\n", "oidc oid, mood mood[] DEFAULT '{happy,sad}'\n", 1)+builtinRows)
 	mustExec(t, dst, "CREATE TYPE filler AS ENUM ('x'); "+enum+
-		strings.Replace(builtinSchema, "id int PRIMARY KEY,", "id int PRIMARY KEY, mood mood,", 1)+
+		strings.Replace(builtinSchema, "id int PRIMARY KEY,", "id int PRIMARY KEY, mood mood[],", 1)+
 		"ALTER DATABASE "+dbName(t, dst)+" SET TimeZone = 'America/St_Johns'; ALTER DATABASE "+dbName(t, dst)+" SET DateStyle = 'SQL, DMY';")
 	rep := mustCopy(t, opts(src, dst, "public.types"))
 	if got := rep.Units[0].Format; got != "text" {
-		t.Errorf("format = %s, want text with a user enum", got)
+		t.Errorf("format = %s, want text with an array of a user enum", got)
 	}
 	assertSame(t, src, dst, "types", "mood, "+builtinCols, "id")
 }
@@ -135,6 +136,50 @@ INSERT INTO app.orders VALUES
 		t.Errorf("format = %s, want text for user types", rep.Units[0].Format)
 	}
 	assertSame(t, src, dst, "app.orders", "*", "id")
+}
+
+// An enum travels in binary as its label and a domain over a built-in type
+// as that type: no OID in either, so binary is exact across servers whose
+// OIDs differ, and the checksums agree. A domain over a user type, or one
+// whose base type differs between the servers, goes as text.
+func TestEnumsAndDomainsInBinary(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	schema := `
+CREATE SCHEMA app;
+CREATE TYPE app.status AS ENUM ('new', 'paid', 'shipped');
+CREATE DOMAIN app.posint AS int CHECK (VALUE > 0);
+CREATE DOMAIN app.code AS varchar(8);
+CREATE TABLE app.b (id int PRIMARY KEY, s app.status, p app.posint, c app.code);
+CREATE DOMAIN app.st AS app.status;
+CREATE TABLE app.t (id int PRIMARY KEY, s app.st);`
+	mustExec(t, src, schema+`
+INSERT INTO app.b SELECT g, (ARRAY['new','paid','shipped'])[1 + g % 3]::app.status, g, 'c' || g FROM generate_series(1, 3000) g;
+INSERT INTO app.b VALUES (0, NULL, NULL, NULL);
+INSERT INTO app.t SELECT g, 'paid' FROM generate_series(1, 10) g;
+CREATE DOMAIN app.wide AS int; CREATE TABLE app.w (id int PRIMARY KEY, v app.wide); INSERT INTO app.w VALUES (1, 2147483647);`)
+	// Other OIDs on the destination, and the enum's labels in another order.
+	mustExec(t, dst, `CREATE TYPE shift1 AS ENUM ('a'); CREATE DOMAIN shift3 AS int;`+
+		strings.Replace(schema, "('new', 'paid', 'shipped')", "('shipped', 'new', 'paid')", 1)+
+		`CREATE DOMAIN app.wide AS bigint; CREATE TABLE app.w (id int PRIMARY KEY, v app.wide);`)
+	o := opts(src, dst, "app.b", "app.t", "app.w")
+	o.Order = partition.ByName
+	rep := mustCopy(t, o)
+	if f := rep.Units[0].Format + " " + rep.Units[1].Format + " " + rep.Units[2].Format; f != "binary text text" {
+		t.Fatalf("formats %s; want binary for enum and domains over built-in types, text for a domain over an enum and for a domain whose base differs", f)
+	}
+	assertSame(t, src, dst, "app.b", "id, s::text, p, c", "id")
+	assertSame(t, src, dst, "app.t", "id, s::text", "id")
+	assertSame(t, src, dst, "app.w", "id, v", "id")
+	// A later verify agrees, over binary.
+	p, err := copy.MakePlan(testCtx(t), func() copy.Options { v := o; v.VerifyOnly = true; return v }())
+	if err != nil {
+		t.Fatal(err)
+	}
+	vrep, err := p.Verify(testCtx(t))
+	if err != nil || vrep.OK != 3 || vrep.Units[0].Checksum != rep.Units[0].Checksum {
+		t.Fatalf("verify: %v %+v", err, vrep)
+	}
 }
 
 // Columns match by name: other physical order, dropped columns, generated
@@ -332,7 +377,7 @@ func TestMoneyUnderPinnedLcMonetary(t *testing.T) {
 	src, dst := pgtest.Get(t).NewDBs(t)
 	enum := "CREATE TYPE mood AS ENUM ('ok');"
 	schema := enum + `CREATE TABLE money_b (id int PRIMARY KEY, m money, ms money[]);
-		CREATE TABLE money_t (id int PRIMARY KEY, m money, ms money[], mood mood);`
+		CREATE TABLE money_t (id int PRIMARY KEY, m money, ms money[], mood mood[]);`
 	rows := `(1, '-92233720368547758.08', '{0.01,NULL}'), (2, '92233720368547758.07', '{}'), (3, '1234567.891', NULL), (4, NULL, '{-0.5}')`
 	mustExec(t, src, schema+"INSERT INTO money_b VALUES "+rows+"; INSERT INTO money_t (id, m, ms) VALUES "+rows+
 		"; ALTER DATABASE "+dbName(t, src)+" SET lc_monetary = 'POSIX'")

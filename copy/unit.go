@@ -16,12 +16,14 @@ import (
 
 	"lockstep/lock"
 	"lockstep/partition"
+	"lockstep/throttle"
 	"lockstep/verify"
 )
 
 // worker runs units one after another on its own pair of connections.
 type worker struct {
 	opts     *Options
+	rate     *throttle.Rate // --max-rate, shared by every worker; nil without
 	src, dst *side
 	srcConn  *pgx.Conn
 	dstConn  *pgx.Conn
@@ -98,7 +100,7 @@ func (w *worker) run(ctx context.Context, g *partition.Group, attempt attemptFun
 			res.Status = StatusOK
 		case ctx.Err() != nil:
 			res.Status = StatusInterrupted
-		case errors.As(err, new(*verify.MismatchError)):
+		case errors.As(err, new(*verify.MismatchError)), errors.As(err, new(*SequenceBehindError)):
 			res.Status = StatusMismatch
 		default:
 			res.Status = StatusFailed
@@ -191,6 +193,10 @@ func (w *worker) destBegin(g *partition.Group) (before, after []string) {
 		before = append(before, "SET LOCAL session_replication_role = replica")
 	}
 	after = []string{replaceSQL(g)}
+	if w.opts.DisableTriggers {
+		disable, _ := triggersSQL(g)
+		after = append(after, disable...)
+	}
 	if g.Deferred {
 		after = append(after, "SET CONSTRAINTS ALL DEFERRED")
 	}
@@ -250,7 +256,8 @@ func (w *worker) attempt(ctx context.Context, g *partition.Group, res *Result) (
 	// soon as the destination is lost.
 	lctx, lost := context.WithCancelCause(ctx)
 	dhb := w.startHeartbeat(ctx, w.dst, w.dstConn, lost)
-	sg, err := w.begin(lctx, w.src, srcTables, []string{beginSnapshot, qualifiedNamesSQL}, lock.Exclusive, w.opts.sourceLockTimeout())
+	sg, err := w.begin(lctx, w.src, srcTables, []string{beginSnapshot, qualifiedNamesSQL}, lock.Exclusive, w.opts.sourceLockTimeout(),
+		w.sourceSequencesSQL(g)...) // the sequences' values, read right after the lock (sequences.go)
 	herr := dhb.stop()
 	lost(nil)
 	res.SourceLockWait += sg.Wait
@@ -305,6 +312,18 @@ func (w *worker) attempt(ctx context.Context, g *partition.Group, res *Result) (
 		}
 		if err := overrun(nil); err != nil {
 			return err
+		}
+	}
+	// The destination's sequences that feed the copied columns, from the
+	// source's values read with its lock (sequences.go).
+	if err := w.setGroupSequences(bctx, g, sg.Rows, res, log); err != nil {
+		return overrun(err)
+	}
+	if w.opts.DisableTriggers {
+		if _, enable := triggersSQL(g); len(enable) > 0 {
+			if err := w.step(ctx, w.dst, w.dstConn, "re-enable triggers", strings.Join(enable, "; ")); err != nil {
+				return err
+			}
 		}
 	}
 	// The source session must still hold its lock now: if it died after
@@ -362,10 +381,10 @@ func (w *worker) member(ctx context.Context, u *partition.Unit, m *Result, hb **
 		return fmt.Errorf("%w; rolled back", err)
 	}
 	if err := verify.Compare(u.Name(), w.opts.Verify, srcSum, dstSum); err != nil {
-		return fmt.Errorf("%w%s; rolled back", err, triggerHint(u))
+		return fmt.Errorf("%w%s; rolled back", err, w.triggerHint(u))
 	}
 	if loaded != srcSum.Rows {
-		return fmt.Errorf("%w%s; rolled back", &verify.MismatchError{Unit: u.Name(), Mode: verify.None, Source: srcSum, Dest: verify.Sum{Rows: loaded}}, triggerHint(u))
+		return fmt.Errorf("%w%s; rolled back", &verify.MismatchError{Unit: u.Name(), Mode: verify.None, Source: srcSum, Dest: verify.Sum{Rows: loaded}}, w.triggerHint(u))
 	}
 	if w.opts.Verify == verify.Checksum {
 		m.Checksum = srcSum.Checksum()
@@ -374,14 +393,55 @@ func (w *worker) member(ctx context.Context, u *partition.Unit, m *Result, hb **
 	return nil
 }
 
-// triggerHint explains a mismatch that destination triggers may have
-// caused: they run for every row COPY loads.
-func triggerHint(u *partition.Unit) string {
-	if len(u.DestTriggers) == 0 {
+// triggerHint explains a mismatch: what COPY stores can differ from what
+// it was sent only through the destination's BEFORE INSERT row triggers
+// (rules do not apply to COPY), so when the table has such triggers and
+// they fired, they changed or dropped rows.
+func (w *worker) triggerHint(u *partition.Unit) string {
+	if w.opts.DisableTriggers {
 		return ""
 	}
-	return fmt.Sprintf(" (the destination table has trigger(s) %s, which fire for every row copied and may have changed or dropped rows)",
-		strings.Join(u.DestTriggers, ", "))
+	var names []string
+	for _, t := range u.DestTriggers {
+		if t.BeforeRow && t.Fires() {
+			names = append(names, t.Name)
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (destination trigger %s changed or dropped rows as they were loaded; --disable-triggers copies without them)",
+		strings.Join(names, ", "))
+}
+
+// triggersSQL is what --disable-triggers runs on the destination: before
+// loading, every user trigger of the group's tables disabled; before the
+// commit, exactly those that were enabled enabled again in their own mode.
+// Both run inside the unit's transaction, so no other session ever sees
+// them disabled (it could not touch the locked tables anyway).
+func triggersSQL(g *partition.Group) (disable, enable []string) {
+	for _, u := range g.Units {
+		fires := false
+		for _, t := range u.DestTriggers {
+			var mode string
+			switch t.Enabled {
+			case "O":
+				mode = "ENABLE"
+			case "A":
+				mode = "ENABLE ALWAYS"
+			case "R":
+				mode = "ENABLE REPLICA"
+			default:
+				continue
+			}
+			fires = true
+			enable = append(enable, fmt.Sprintf("ALTER TABLE %s %s TRIGGER %s", only(u.Dest), mode, pgx.Identifier{t.Name}.Sanitize()))
+		}
+		if fires {
+			disable = append(disable, fmt.Sprintf("ALTER TABLE %s DISABLE TRIGGER USER", only(u.Dest)))
+		}
+	}
+	return disable, enable
 }
 
 // WriteBlockError says a unit would have blocked writes to its source
@@ -437,9 +497,16 @@ func (w *worker) stream(ctx context.Context, u *partition.Unit, res *Result, hb 
 	defer cancel(nil)
 	prog := &progress{}
 	stopWatch := prog.watch(w.opts.StallTimeout, "streaming "+u.Name(), w.src.name, w.dst.name, cancel)
-	hash := verify.NewStream(u.Binary, w.opts.Verify == verify.Checksum)
+	var alg verify.Algorithm
+	if w.opts.Verify == verify.Checksum {
+		alg = w.opts.Checksum
+	}
+	hash := verify.NewStream(u.Binary, alg)
 	pr, pw := io.Pipe()
 	var sink io.Writer = &handoff{p: prog, out: pw}
+	if w.rate != nil {
+		sink = w.rate.Writer(sctx, sink)
+	}
 	if w.opts.OnBytes != nil {
 		sink = &progressWriter{out: sink, onBytes: w.opts.OnBytes}
 	}
@@ -505,7 +572,7 @@ func (w *worker) readBack(ctx context.Context, conn *pgx.Conn, u *partition.Unit
 	if !u.Binary {
 		pre = qualifiedNamesSQL + "; "
 	}
-	sum, err := figures(ctx, conn, w.dst.name, u.Dest, u, w.opts.Verify, w.opts.StallTimeout, pre)
+	sum, err := figures(ctx, conn, w.dst.name, u.Dest, u, w.opts.Verify, w.opts.Checksum, w.opts.StallTimeout, pre)
 	if err != nil && !errors.As(err, new(*StallError)) {
 		err = partition.RowSecurityRefusal("destination", u.Dest, fmt.Errorf("destination: read back %s: %w", u.Dest, err))
 	}

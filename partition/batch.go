@@ -163,10 +163,15 @@ func columnsOf(ctx context.Context, q Querier, ts []Table) (map[uint32][]Column,
 		SELECT a.attrelid, a.attname, a.atttypid, a.atttypmod,
 		       pg_catalog.format_type(a.atttypid, a.atttypmod),
 		       a.atttypid < 16384 AND ty.typelem < 16384 AND ty.typbasetype = 0,
+		       CASE WHEN ty.typtype = 'e' THEN 'enum'
+		            WHEN ty.typtype = 'd' AND ty.typbasetype < 16384 AND bt.typelem < 16384
+		            THEN 'domain over ' || pg_catalog.format_type(ty.typbasetype, ty.typtypmod)
+		            ELSE '' END,
 		       a.attgenerated <> '', a.attnotnull, a.atthasdef
 		FROM unnest($1::oid[]) AS u(oid)
 		JOIN pg_catalog.pg_attribute a ON a.attrelid = u.oid
 		JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid
+		LEFT JOIN pg_catalog.pg_type bt ON bt.oid = ty.typbasetype
 		WHERE a.attnum > 0 AND NOT a.attisdropped
 		ORDER BY a.attrelid, a.attnum`, oidsOf(ts))
 	if err != nil {
@@ -175,7 +180,7 @@ func columnsOf(ctx context.Context, q Querier, ts []Table) (map[uint32][]Column,
 	out := make(map[uint32][]Column, len(ts))
 	var rel uint32
 	var c Column
-	_, err = pgx.ForEachRow(rows, []any{&rel, &c.Name, &c.TypeOID, &c.TypMod, &c.Type, &c.BuiltIn, &c.Generated, &c.NotNull, &c.HasDefault},
+	_, err = pgx.ForEachRow(rows, []any{&rel, &c.Name, &c.TypeOID, &c.TypMod, &c.Type, &c.BuiltIn, &c.Wire, &c.Generated, &c.NotNull, &c.HasDefault},
 		func() error {
 			out[rel] = append(out[rel], c)
 			return nil
@@ -213,27 +218,49 @@ func privilegesOf(ctx context.Context, q Querier, ts []Table) (map[uint32]privil
 	return out, role, err
 }
 
+// Trigger is a user trigger on a destination table.
+type Trigger struct {
+	Name string
+	// Enabled is pg_trigger.tgenabled: O (fires normally), A (always),
+	// R (only under session_replication_role = replica) or D (disabled).
+	Enabled string
+	// BeforeRow: a BEFORE INSERT FOR EACH ROW trigger, which can change or
+	// drop the rows COPY loads.
+	BeforeRow bool
+	// Alterable: the role may disable it (it owns the table, or is a
+	// superuser).
+	Alterable bool
+}
+
+// Fires reports whether the trigger runs for the rows a copy loads (in
+// the default replication role).
+func (t Trigger) Fires() bool { return t.Enabled == "O" || t.Enabled == "A" }
+
 // extrasOf lists what slows or changes rows on their way into each table:
 // its user triggers and its own foreign keys.
-func extrasOf(ctx context.Context, q Querier, ts []Table) (triggers, fks map[uint32][]string, err error) {
+func extrasOf(ctx context.Context, q Querier, ts []Table) (triggers map[uint32][]Trigger, fks map[uint32][]string, err error) {
 	rows, err := q.Query(ctx, `
-		SELECT t.tgrelid, 'trigger', t.tgname::text
+		SELECT t.tgrelid, 'trigger', t.tgname::text, t.tgenabled::text,
+		       t.tgtype & 7 = 7, -- ROW (1), BEFORE (2), INSERT (4)
+		       pg_catalog.pg_has_role(c.relowner, 'USAGE')
 		FROM unnest($1::oid[]) AS u(oid) JOIN pg_catalog.pg_trigger t ON t.tgrelid = u.oid
+		JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
 		WHERE NOT t.tgisinternal
 		UNION ALL
-		SELECT c.conrelid, 'fk', c.conname || ' -> ' || c.confrelid::regclass::text
+		SELECT c.conrelid, 'fk', c.conname || ' -> ' || c.confrelid::regclass::text, '', false, false
 		FROM unnest($1::oid[]) AS u(oid) JOIN pg_catalog.pg_constraint c ON c.conrelid = u.oid
 		WHERE c.contype = 'f'
 		ORDER BY 1, 2, 3`, oidsOf(ts))
 	if err != nil {
 		return nil, nil, err
 	}
-	triggers, fks = map[uint32][]string{}, map[uint32][]string{}
+	triggers, fks = map[uint32][]Trigger{}, map[uint32][]string{}
 	var rel uint32
-	var kind, name string
-	_, err = pgx.ForEachRow(rows, []any{&rel, &kind, &name}, func() error {
+	var kind, name, enabled string
+	var beforeRow, alterable bool
+	_, err = pgx.ForEachRow(rows, []any{&rel, &kind, &name, &enabled, &beforeRow, &alterable}, func() error {
 		if kind == "trigger" {
-			triggers[rel] = append(triggers[rel], name)
+			triggers[rel] = append(triggers[rel], Trigger{Name: name, Enabled: enabled, BeforeRow: beforeRow, Alterable: alterable})
 		} else {
 			fks[rel] = append(fks[rel], name)
 		}

@@ -87,6 +87,10 @@ func kindName(k string) string {
 		return "foreign table"
 	case "S":
 		return "sequence"
+	case "r":
+		return "table"
+	case "p":
+		return "partitioned table"
 	case "i", "I":
 		return "index"
 	case "c":
@@ -99,11 +103,15 @@ func kindName(k string) string {
 
 // Column is one column of a table as the catalog describes it.
 type Column struct {
-	Name       string
-	Type       string // format_type with type modifier, user types schema-qualified
-	TypeOID    uint32
-	TypMod     int32
-	BuiltIn    bool // the type and any element/base type ship with PostgreSQL
+	Name    string
+	Type    string // format_type with type modifier, user types schema-qualified
+	TypeOID uint32
+	TypMod  int32
+	BuiltIn bool // the type and any element/base type ship with PostgreSQL
+	// Wire, for a user type whose binary form carries no OID, names that
+	// form: "enum" (an enum travels as its label) or "domain over T" (a
+	// domain travels as its built-in base type T); "" otherwise.
+	Wire       string
 	Generated  bool
 	NotNull    bool
 	HasDefault bool

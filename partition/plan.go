@@ -12,6 +12,18 @@ import (
 	"lockstep/verify"
 )
 
+// TriggerNames lists the destination's user triggers.
+func (u Unit) TriggerNames() []string {
+	out := make([]string, len(u.DestTriggers))
+	for i, t := range u.DestTriggers {
+		out[i] = t.Name
+		if !t.Fires() {
+			out[i] += " (disabled)"
+		}
+	}
+	return out
+}
+
 // Unit is one table (or leaf partition) to copy, with everything decided
 // before anything is locked.
 type Unit struct {
@@ -22,7 +34,7 @@ type Unit struct {
 	FormatWhy       string // why binary or text
 	Freeze          bool   // COPY FREEZE is possible after TRUNCATE
 	Estimate        Estimate
-	DestTriggers    []string           // user triggers on the destination table
+	DestTriggers    []Trigger          // user triggers on the destination table
 	DestForeignKeys []string           // foreign keys of the destination table
 	Key             []verify.KeyColumn // with Options.WithKey: the key that pinpoints rows
 	NoKey           string             // with Options.WithKey: why there is no key
@@ -31,6 +43,9 @@ type Unit struct {
 	DestOnly bool
 	// Shape fingerprints the columns of both sides (see Shape).
 	Shape string
+	// Sequences feed the copied columns (see sequences.go); read only
+	// when Options.Sequences asks for them.
+	Sequences []Sequence
 }
 
 // Name names the unit in messages: the source table, and the destination
@@ -117,7 +132,7 @@ func MatchColumns(unit Table, dest Table, src, dst []Column, sameMajor bool) (co
 	for _, c := range dst {
 		byName[c.Name] = c
 	}
-	binary, why = sameMajor, "every column type is identical and built in"
+	binary, why = sameMajor, "every column type is identical and built in, or an enum or a domain over a built-in type"
 	if !sameMajor {
 		why = "the servers run different major versions"
 	}
@@ -145,6 +160,9 @@ func MatchColumns(unit Table, dest Table, src, dst []Column, sameMajor bool) (co
 					"which name other objects on the destination; text carries the names", quoteList([]string{s.Name}), s.Type)
 			}
 		case s.Type == d.Type && s.BuiltIn && d.BuiltIn:
+		case s.Type == d.Type && s.Wire != "" && s.Wire == d.Wire:
+			// An enum's binary form is its label, a domain's its base
+			// type's: no OID travels, so binary is exact.
 		case s.Type == d.Type:
 			if binary {
 				binary, why = false, fmt.Sprintf("column %s has type %s, which is not built in", quoteList([]string{s.Name}), s.Type)
@@ -191,6 +209,15 @@ type Options struct {
 	WithKey     bool     // find each unit's key (for pinpointing differences)
 	Key         []string // the key columns to use instead of the primary key
 	FKMode      FKMode   // how foreign keys referencing selected tables are handled (copy only)
+	// DisableTriggers: the copy disables the destination tables' user
+	// triggers while it loads them; the role must be able to.
+	DisableTriggers bool
+	// SkipMissing leaves out, without an error, the selected tables the
+	// destination lacks: --create-missing plans the rest before creating
+	// them (see create.go), and a plan of it lists them instead of units.
+	SkipMissing bool
+	// Sequences says which sequences feeding the copied columns to read.
+	Sequences SequenceMode
 	// Progress, when set, is told each stage as planning enters it.
 	Progress func(stage string)
 }
@@ -238,6 +265,12 @@ func Plan(ctx context.Context, src, dst Querier, o Options) ([]Group, error) {
 		}
 		all = slices.DeleteFunc(all, func(p tablePair) bool { return drop[p.qualified()] })
 	}
+	if o.SkipMissing { // --create-missing: see create.go
+		n := len(all)
+		if all = slices.DeleteFunc(all, func(p tablePair) bool { return p.d.OID == 0 }); len(all) == 0 && n > 0 {
+			return nil, nil
+		}
+	}
 	var missing []string
 	for _, p := range all {
 		if p.d.OID == 0 {
@@ -255,6 +288,12 @@ func Plan(ctx context.Context, src, dst Querier, o Options) ([]Group, error) {
 	sc, dc, err := readCatalogs(ctx, src, dst, all, o)
 	if err != nil {
 		return nil, err
+	}
+	if o.Sequences != SequencesNone {
+		o.stage("reading the sequences that feed the tables")
+		if err := sequenceCatalogs(ctx, src, dst, all, sc, dc, o.Sequences); err != nil {
+			return nil, err
+		}
 	}
 	o.stage(fmt.Sprintf("checking %d units", len(all)))
 	units := make([]Unit, 0, len(all))
@@ -312,6 +351,10 @@ func selected(ctx context.Context, src, dst Querier, o Options) ([]tablePair, er
 		for i, n := range o.Tables {
 			if err := usable("source", n, ss[i]); err != nil {
 				return nil, err
+			}
+			if ds[i].OID == 0 && o.SkipMissing { // --create-missing: see create.go
+				pairs = append(pairs, tablePair{s: ss[i], d: ds[i]})
+				continue
 			}
 			if err := usable("destination", n, ds[i]); err != nil {
 				return nil, err
@@ -464,13 +507,17 @@ type catalog struct {
 	columns     map[uint32][]Column
 	privileges  map[uint32]privileges
 	role        string
-	rowSecurity map[uint32]error    // the tables whose row-level security would hide rows
-	fks         *fkGraph            // destination, for a copy
-	triggers    map[uint32][]string // destination
-	foreignKeys map[uint32][]string // destination
-	estimates   map[uint32]Estimate // source; destination for destination-only leaves
-	counts      map[uint32]int64    // source, with ExactCounts
-	indexes     map[uint32][]index  // source, with WithKey
+	rowSecurity map[uint32]error     // the tables whose row-level security would hide rows
+	fks         *fkGraph             // destination, for a copy
+	triggers    map[uint32][]Trigger // destination
+	foreignKeys map[uint32][]string  // destination
+	estimates   map[uint32]Estimate  // source; destination for destination-only leaves
+	counts      map[uint32]int64     // source, with ExactCounts
+	indexes     map[uint32][]index   // source, with WithKey
+	// sequences feed each unit's table (with Options.Sequences); on the
+	// destination, sequenceByName also holds the source's by name.
+	sequences      map[uint32][]feed
+	sequenceByName map[string]feed
 }
 
 // readCatalogs reads both sides' catalogs for the units' tables, a fixed
@@ -585,6 +632,15 @@ func planUnit(s, d Table, sc, dc *catalog, o Options) (Unit, error) {
 	if n, ok := sc.counts[s.OID]; ok {
 		u.Estimate.Rows, u.Estimate.Exact = n, true
 	}
+	if o.DisableTriggers {
+		for _, t := range u.DestTriggers {
+			if t.Fires() && !t.Alterable {
+				return Unit{}, &SchemaError{Side: "destination", Table: d.String(),
+					Why: fmt.Sprintf("--disable-triggers: role %s may not disable trigger %s (ALTER TABLE … DISABLE TRIGGER needs the table's owner or a superuser)",
+						dc.role, quoteList([]string{t.Name}))}
+			}
+		}
+	}
 	if o.WithKey {
 		if u.Key, u.NoKey, err = Key(s, sc.indexes[s.OID], o.Key); err != nil {
 			return Unit{}, err
@@ -595,6 +651,11 @@ func planUnit(s, d Table, sc, dc *catalog, o Options) (Unit, error) {
 			}
 		}
 		u.Key = boundTypes(u.Key, dc.columns[d.OID])
+	}
+	if o.Sequences != SequencesNone {
+		if err := planSequences(&u, sc, dc, o); err != nil {
+			return Unit{}, err
+		}
 	}
 	return u, nil
 }

@@ -8,6 +8,10 @@
 # compared and rows fetched over the network, against the table's rows.
 #
 #     scripts/bench-diff.sh            SCALE=10 for a quick run
+#
+# LOCKSTEP_BIN=path runs that binary instead of building this checkout (to
+# measure another version on the same data and machine). The machine's load
+# average is printed before the verify: other work on it slows the servers.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -18,9 +22,14 @@ OUT=${BENCH_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/lockstep-bench-diff.XXXXXX")}
 mkdir -p "$OUT"
 say() { printf '==> %s\n' "$*"; }
 
-say "building lockstep"
-BIN="$OUT/lockstep"
-(cd "$ROOT" && go build -o "$BIN" .)
+BIN=${LOCKSTEP_BIN:-}
+if [[ -z "$BIN" ]]; then
+	say "building lockstep"
+	BIN="$OUT/lockstep"
+	(cd "$ROOT" && go build -o "$BIN" .)
+else
+	say "using $BIN"
+fi
 say "starting two servers"
 pg_start source 0 max_wal_size=4GB checkpoint_timeout=30min >/dev/null
 pg_start dest 0 max_wal_size=4GB checkpoint_timeout=30min >/dev/null
@@ -38,7 +47,7 @@ psqlq "$DEST_DSN" -c "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE 
 	DELETE FROM pgbench_accounts WHERE aid = $((rows / 2)); INSERT INTO pgbench_accounts VALUES ($((rows + 7)), 1, 0, '')" \
 	-c "VACUUM ANALYZE pgbench_accounts"
 
-say "verify --diff"
+say "verify --diff (load average before: $(cut -d' ' -f1-3 /proc/loadavg))"
 start=$(date +%s.%N)
 set +e
 "$BIN" verify --source "$SOURCE_DSN" --dest "$DEST_DSN" --table pgbench_accounts --diff \
@@ -57,6 +66,8 @@ print(f"exit {sys.argv[3]}; table {rows} rows per side")
 print(f"whole verify: {float(sys.argv[5]) - float(sys.argv[4]):.1f}s (count+checksum of both sides {u['verify_ns']/1e9:.1f}s, diff {d['elapsed_ns']/1e9:.1f}s)")
 print(f"diff: {d['missing_count']} missing, {d['extra_count']} extra, {d['changed_count']} changed; "
       f"{d['segments_compared']} segments, depth {d['depth']}, {d['rows_fetched']} rows fetched "
-      f"= {100 * d['rows_fetched'] / (2 * rows):.4f}% of the rows of both sides")
+      f"= {100 * d['rows_fetched'] / (2 * rows):.4f}% of the rows of both sides; "
+      f"segments hashed by {d['hash_function']}" + (f" ({d['note']})" if d.get('note') else ""))
 PY
+say "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 say "logs: $OUT"

@@ -1,33 +1,62 @@
 #!/usr/bin/env bash
 #
-# bench.sh — lockstep against the psql|psql pipeline it replaces, in one run,
-# on the same data, on two throwaway local PostgreSQL servers.
+# bench.sh — lockstep against the tools it is measured by, in one run, on the
+# same data, on two throwaway local PostgreSQL servers: the psql|psql pipeline
+# it replaces, pgcopydb, and the floor set by the destination server itself.
 #
-# Data: pgbench_accounts, SCALE x 100,000 rows in 16 hash partitions
-# (pgbench_accounts_1..16), generated on the source with
-#     pgbench -i -s $SCALE --partitions=16 --partition-method=hash -I dtgv
-# ("v" vacuums once after loading, so the first timed run does not pay for
-# setting hint bits); the destination gets the same tables and primary keys,
-# empty (pgbench -i -s 1 ... -I dtp).
+# Data, 32 leaf tables in two partitioned tables (and nothing else, on either
+# side, so every method copies exactly the same tables):
+#   - pgbench_accounts, SCALE x 100,000 rows in 16 hash partitions
+#     (pgbench_accounts_1..16), generated on the source with
+#         pgbench -i -s $SCALE --partitions=16 --partition-method=hash -I dtgv
+#     ("v" vacuums once after loading, so the first timed run does not pay for
+#     setting hint bits); pgbench's other tables (branches, tellers, history)
+#     are dropped;
+#   - orders, MIXED_ROWS rows of mixed column types in 16 hash partitions
+#     (orders_p00..p15): testdata/orders/schema.sql and data.sql, then VACUUM
+#     ANALYZE. Its user-defined enum makes lockstep copy it as COPY text.
+# The destination gets the same tables and primary keys, empty.
 #
-# Methods, each run RUNS times (interleaved: run 1 of every method, then run 2,
-# ...), median reported:
+# Methods, each run RUNS times, interleaved (run 1 of every method, then run
+# 2, ...), median reported:
 #     (a) psql|psql pipeline (DESIGN.md), one partition at a time
 #     (b) psql|psql pipeline, two partitions at a time (xargs -P2)
 #     (c) lockstep --verify checksum --jobs 1
 #     (d) lockstep --verify checksum --jobs 2  (skipped if --jobs is unsupported)
-#     (e) lockstep --verify none --jobs 1      (shows what verification costs)
+#     (e) lockstep --verify none --jobs 1      (what verification costs)
+#     (f) lockstep --verify none --jobs 2      (skipped if --jobs is unsupported)
+#     (g) pgcopydb copy table-data --table-jobs 2, a fresh --dir per run
+#         (skipped, saying so, when pgcopydb is not installed)
+#     (h) floor, destination ingest alone: every partition loaded from a file
+#         holding its binary COPY from the source (written once, untimed), by
+#         TRUNCATE + \copy ... FROM (FORMAT binary, FREEZE) in one transaction,
+#         as lockstep loads it; two psql sessions, each taking every other
+#         partition, so two partitions at a time
+#     (i) floor, destination read-back alone: \copy ... TO '/dev/null'
+#         (FORMAT binary) of every destination partition, two sessions as in
+#         (h) (the destination is first filled as (h) fills it, untimed,
+#         unless the run before was (h))
 # One untimed warm-up copy comes first (WAL segment files get created, caches
-# warm). Before every timed run the destination table is truncated and both
-# servers checkpoint; after it the destination row count is checked (untimed).
+# warm). Before every timed run the destination is truncated (except for (i))
+# and both servers checkpoint; after it the row count of every destination
+# partition is checked against the source's (untimed).
+#
+# Measured besides wall time: for lockstep (and pgcopydb) the CPU seconds
+# (user + system) and peak RSS of the process, from /usr/bin/time; per unit,
+# lockstep's writes-blocked time, averaged over the pgbench partitions and
+# over the orders partitions separately. Printed: medians and ratios to (a),
+# (d)/(g), (d)/(a), CPU verified/unverified (d/f, c/e), what verification adds
+# to writes-blocked (c/e), RSS, and (d) / ((h) + (i)).
 #
 # Environment:
-#     SCALE=N          pgbench scale (default 100 = 10M rows, ~1.2 GB as COPY
-#                      text); SCALE=10 for a quick run
+#     SCALE=N          pgbench scale (default 100 = 10M rows); SCALE=10 for a
+#                      quick run
+#     MIXED_ROWS=N     rows of the orders table (default 2000000)
 #     RUNS=N           runs per method (default 3)
-#     METHODS="a b c d e"  subset of methods to run
+#     METHODS="a b c d e f g h i"  subset of methods to run
 #     BENCH_OUT=DIR    where logs and results go (default: a new
-#                      /tmp/lockstep-bench.XXXXXX, kept after the run)
+#                      /tmp/lockstep-bench.XXXXXX, kept after the run; the
+#                      floor's data files are removed at exit)
 #     LOCKSTEP_BIN=PATH  use this binary instead of building one
 #     WARMUP=0         skip the untimed warm-up copy before the timed runs
 #     PGSERVER_FSYNC=on  (default; off only for experiments)
@@ -44,23 +73,28 @@ export LC_ALL=C
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=lib/pgserver.sh
 . "$ROOT/scripts/lib/pgserver.sh"
+# shellcheck source=lib/benchstats.sh
+. "$ROOT/scripts/lib/benchstats.sh"
 
 SCALE=${SCALE:-100}
+MIXED_ROWS=${MIXED_ROWS:-2000000}
 RUNS=${RUNS:-3}
-METHODS=${METHODS:-a b c d e}
+METHODS=${METHODS:-a b c d e f g h i}
 NPART=16
-TABLE=pgbench_accounts
+DATA="$ROOT/testdata/orders"
 
 die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
 say() { printf '==> %s\n' "$*" >&2; }
 usec() { # wall clock in microseconds
     if [[ -n "${EPOCHREALTIME:-}" ]]; then echo "${EPOCHREALTIME/./}"; else date +%s%6N; fi
 }
+secs() { awk -v u="$1" 'BEGIN { printf "%.2f", u / 1e6 }'; }
 
 [[ "$SCALE" =~ ^[0-9]+$ && "$SCALE" -gt 0 ]] || die "SCALE must be a positive integer, got '$SCALE'"
+[[ "$MIXED_ROWS" =~ ^[0-9]+$ && "$MIXED_ROWS" -gt 0 ]] || die "MIXED_ROWS must be a positive integer, got '$MIXED_ROWS'"
 [[ "$RUNS" =~ ^[0-9]+$ && "$RUNS" -gt 0 ]] || die "RUNS must be a positive integer, got '$RUNS'"
 for m in $METHODS; do
-    [[ "$m" =~ ^[a-e]$ ]] || die "METHODS may only contain a b c d e, got '$m'"
+    [[ "$m" =~ ^[a-i]$ ]] || die "METHODS may only contain a b c d e f g h i, got '$m'"
 done
 for tool in psql pgbench; do
     command -v "$tool" >/dev/null 2>&1 ||
@@ -69,15 +103,15 @@ done
 if [[ -z "${LOCKSTEP_BIN:-}" ]] && ! command -v go >/dev/null 2>&1; then
     die "go not found on PATH (needed to build lockstep); install Go or set LOCKSTEP_BIN"
 fi
+[[ -f "$DATA/schema.sql" && -f "$DATA/data.sql" ]] || die "missing $DATA/schema.sql or data.sql"
 
 OUT=${BENCH_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/lockstep-bench.XXXXXX")}
 mkdir -p "$OUT"
-# Make the output directory usable by everyone who writes to it (the servers
-# run as another user when we are root; nothing of theirs goes here, but keep
-# it readable for whoever inspects it).
+# Keep it readable for whoever inspects it (the servers run as another user
+# when we are root; nothing of theirs goes here).
 chmod 755 "$OUT"
 
-# ---------------------------------------------------------------- lockstep
+# ---------------------------------------------------------------- tools
 if [[ -n "${LOCKSTEP_BIN:-}" ]]; then
     BIN=$LOCKSTEP_BIN
     [[ -x "$BIN" ]] || die "LOCKSTEP_BIN=$BIN is not executable"
@@ -92,8 +126,36 @@ if "$BIN" copy --help 2>&1 | grep -q -- '--jobs'; then
 fi
 TIME_BIN=
 if [[ -x /usr/bin/time ]] && /usr/bin/time -f %M -o /dev/null true 2>/dev/null; then
-    TIME_BIN=/usr/bin/time # GNU time: peak RSS of lockstep
+    TIME_BIN=/usr/bin/time # GNU time: CPU seconds and peak RSS of lockstep
 fi
+
+NOTES=()
+ACTIVE=()
+active() { [[ " ${ACTIVE[*]} " == *" $1 "* ]]; }
+for m in $METHODS; do
+    if [[ "$m" == [df] && "$HAVE_JOBS" == 0 ]]; then
+        NOTES+=("($m) skipped: this lockstep binary has no --jobs option")
+        continue
+    fi
+    if [[ "$m" == g ]] && ! command -v pgcopydb >/dev/null 2>&1; then
+        NOTES+=("pgcopydb not installed (Debian package pgcopydb): skipped")
+        continue
+    fi
+    active "$m" || ACTIVE+=("$m")
+done
+# pgcopydb's table-data step also runs VACUUM ANALYZE on every table it copied,
+# in processes of its own, before it returns; versions that can skip that are
+# told to, older ones (0.10, Debian 12) are timed with it and the report says so.
+PGCOPYDB_ARGS=()
+if active g; then
+    if pgcopydb copy table-data --help 2>&1 | grep -q -- '--skip-vacuum'; then
+        PGCOPYDB_ARGS+=(--skip-vacuum)
+    else
+        NOTES+=("(g) $(pgcopydb --version 2>&1 | grep -o 'pgcopydb version [^ ]*' | head -n 1 || echo pgcopydb) has no --skip-vacuum: its time includes the VACUUM ANALYZE it runs on every table it copied (in 2 processes of its own, alongside the copies)")
+    fi
+fi
+for n in "${NOTES[@]}"; do echo "$n" >&2; done
+((${#ACTIVE[@]} > 0)) || die "no method left to run (METHODS=\"$METHODS\")"
 
 # ---------------------------------------------------------------- servers
 SETTINGS=(max_wal_size=4GB checkpoint_timeout=30min)
@@ -105,34 +167,81 @@ export SOURCE_DSN DEST_DSN
 q() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 qv() { psql -X -qAt -v ON_ERROR_STOP=1 "$@"; }
 
-say "generating $TABLE on the source: pgbench -i -s $SCALE --partitions=$NPART --partition-method=hash -I dtgv"
+say "generating pgbench_accounts on the source: pgbench -i -s $SCALE --partitions=$NPART --partition-method=hash -I dtgv"
 t=$(usec)
 pgbench -i -q -s "$SCALE" --partitions="$NPART" --partition-method=hash -I dtgv \
     -h 127.0.0.1 -p "$SOURCE_PORT" -U postgres postgres >"$OUT/pgbench-init-source.log" 2>&1 ||
     { tail -n 20 "$OUT/pgbench-init-source.log" >&2; die "pgbench -i on the source failed (log: $OUT/pgbench-init-source.log)"; }
-gen_s=$(awk -v a="$t" -v b="$(usec)" 'BEGIN { printf "%.1f", (b - a) / 1e6 }')
-say "creating the empty tables on the destination: pgbench -i -s 1 --partitions=$NPART --partition-method=hash -I dtp"
+say "generating orders on the source: testdata/orders, $MIXED_ROWS rows"
+q -d "$SOURCE_DSN" -c "DROP TABLE pgbench_branches, pgbench_tellers, pgbench_history"
+q -d "$SOURCE_DSN" -v rows="$MIXED_ROWS" -f "$DATA/schema.sql" -f "$DATA/data.sql" >"$OUT/orders-source.log" 2>&1 ||
+    { tail -n 20 "$OUT/orders-source.log" >&2; die "loading testdata/orders on the source failed (log: $OUT/orders-source.log)"; }
+q -d "$SOURCE_DSN" -c "VACUUM (ANALYZE) orders"
+gen_s=$(secs $(($(usec) - t)))
+
+say "creating the empty tables on the destination"
 pgbench -i -q -s 1 --partitions="$NPART" --partition-method=hash -I dtp \
     -h 127.0.0.1 -p "$DEST_PORT" -U postgres postgres >"$OUT/pgbench-init-dest.log" 2>&1 ||
     { tail -n 20 "$OUT/pgbench-init-dest.log" >&2; die "pgbench -i on the destination failed (log: $OUT/pgbench-init-dest.log)"; }
-q -d "$DEST_DSN" -c "TRUNCATE $TABLE"
+q -d "$DEST_DSN" -c "DROP TABLE pgbench_branches, pgbench_tellers, pgbench_history"
+q -d "$DEST_DSN" -f "$DATA/schema.sql" >"$OUT/orders-dest.log" 2>&1 ||
+    { tail -n 20 "$OUT/orders-dest.log" >&2; die "creating testdata/orders on the destination failed (log: $OUT/orders-dest.log)"; }
+q -d "$DEST_DSN" -c "TRUNCATE pgbench_accounts, orders"
 
 PARTS=()
-for ((i = 1; i <= NPART; i++)); do PARTS+=("${TABLE}_$i"); done
-nparts_src=$(qv -d "$SOURCE_DSN" -c "SELECT count(*) FROM pg_inherits WHERE inhparent = '$TABLE'::regclass")
-nparts_dst=$(qv -d "$DEST_DSN" -c "SELECT count(*) FROM pg_inherits WHERE inhparent = '$TABLE'::regclass")
-[[ "$nparts_src" == "$NPART" && "$nparts_dst" == "$NPART" ]] ||
-    die "expected $NPART partitions on both sides, found source=$nparts_src destination=$nparts_dst"
+for ((i = 1; i <= NPART; i++)); do PARTS+=("pgbench_accounts_$i"); done
+for ((i = 0; i < NPART; i++)); do PARTS+=("$(printf 'orders_p%02d' "$i")"); done
+NUNITS=${#PARTS[@]}
+# Every table in either database (outside the system schemas), so that a tool copying
+# "every table" (pgcopydb) copies exactly these.
+tables_sql="SELECT string_agg(c.relname, ' ' ORDER BY c.relname) FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND c.relkind IN ('r', 'p', 'f', 'm')"
+want="$(printf '%s\n' "${PARTS[@]}" orders pgbench_accounts | sort | tr '\n' ' ')"
+for side in source dest; do
+    dsn=$SOURCE_DSN
+    [[ $side == dest ]] && dsn=$DEST_DSN
+    got=$(qv -d "$dsn" -c "$tables_sql")
+    [[ "$got " == "$want" ]] || die "expected exactly the tables '$want' on the $side, found '$got'"
+done
 
-say "measuring the data: row count and COPY text size"
-ROWS=$(qv -d "$SOURCE_DSN" -c "SELECT count(*) FROM $TABLE")
-BYTES=$(psql -X -qAt -d "$SOURCE_DSN" -c "COPY (SELECT * FROM $TABLE) TO STDOUT" | wc -c)
-MB=$(awk -v b="$BYTES" 'BEGIN { printf "%.1f", b / 1e6 }')
-say "$ROWS rows, $MB MB as COPY text (generated in ${gen_s}s)"
+# count_sql: "partition=rows" of every non-empty leaf, sorted; the check that
+# a run copied exactly the source's rows.
+count_sql="SELECT coalesce(string_agg(t || '=' || n, ' ' ORDER BY t), '') FROM (
+    SELECT tableoid::regclass::text AS t, count(*) AS n FROM pgbench_accounts GROUP BY 1
+    UNION ALL SELECT tableoid::regclass::text, count(*) FROM orders GROUP BY 1) s"
+EXPECT=$(qv -d "$SOURCE_DSN" -c "$count_sql")
+
+say "measuring the data: row counts and COPY text sizes"
+ROWS_ACC=$(qv -d "$SOURCE_DSN" -c "SELECT count(*) FROM pgbench_accounts")
+ROWS_ORD=$(qv -d "$SOURCE_DSN" -c "SELECT count(*) FROM orders")
+ROWS=$((ROWS_ACC + ROWS_ORD))
+BYTES_ACC=$(psql -X -qAt -d "$SOURCE_DSN" -c "COPY (SELECT * FROM pgbench_accounts) TO STDOUT" | wc -c)
+BYTES_ORD=$(psql -X -qAt -d "$SOURCE_DSN" -c "COPY (SELECT * FROM orders) TO STDOUT" | wc -c)
+mbof() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1e6 }'; }
+MB=$(mbof $((BYTES_ACC + BYTES_ORD)))
+say "$ROWS rows ($ROWS_ACC pgbench_accounts, $ROWS_ORD orders), $MB MB as COPY text (generated in ${gen_s}s)"
+
+# ---------------------------------------------------------------- floor files
+# The binary COPY of every source partition, written once (untimed), for (h)
+# and (i); removed at exit (about 2 GB at the defaults).
+FLOOR_DIR="$OUT/floor-data"
+[[ "$FLOOR_DIR" != *"'"* ]] || die "BENCH_OUT must not contain a single quote (psql \\copy file names), got '$OUT'"
+BIN_MB=
+if active h || active i; then
+    mkdir -p "$FLOOR_DIR"
+    pg_on_exit "rm -rf '$FLOOR_DIR'"
+    say "writing the binary COPY of every source partition to $FLOOR_DIR (untimed, for the floor)"
+    for p in "${PARTS[@]}"; do
+        psql -X -qAt -v ON_ERROR_STOP=1 -d "$SOURCE_DSN" -c "COPY public.$p TO STDOUT (FORMAT binary)" >"$FLOOR_DIR/$p.bin" ||
+            die "binary COPY of $p from the source failed"
+    done
+    BIN_MB=$(mbof "$(cat "$FLOOR_DIR"/*.bin | wc -c)")
+fi
 
 # ---------------------------------------------------------------- methods
-# The pipeline from DESIGN.md for one table; appends "table seconds" to
-# $UNIT_TIMES (seconds ~ how long the source lock, i.e. the write block, lasted).
+# The pipeline from DESIGN.md for one table; appends "table ms" to $UNIT_TIMES
+# (ms ~ how long the source lock, i.e. the write block, lasted).
 pipeline_unit() {
     local t=$1 s e
     s=${EPOCHREALTIME/./}
@@ -142,6 +251,40 @@ pipeline_unit() {
     echo "$t $(((e - s) / 1000))" >>"$UNIT_TIMES"
 }
 export -f pipeline_unit
+# two_at_a_time FUNCTION: FUNCTION on every partition, two at once.
+two_at_a_time() {
+    # shellcheck disable=SC2016 # $0 and $1 expand in the child bash
+    printf '%s\n' "${PARTS[@]}" | xargs -P2 -n1 bash -c 'set -euo pipefail; "$0" "$1"' "$1"
+}
+
+# floor KIND LOG: the floor's work on every partition, two at once: two psql
+# sessions on the destination, each taking every other partition in turn.
+#   load: TRUNCATE, then \copy ... FROM the partition's file (FORMAT binary,
+#         FREEZE), in one transaction per partition, as lockstep loads it;
+#   read: \copy ... TO /dev/null (FORMAT binary), on the client.
+floor() {
+    local kind=$1 log=$2 w p i pids=() rc=0
+    for w in 0 1; do
+        i=0
+        for p in "${PARTS[@]}"; do
+            if ((i++ % 2 == w)); then
+                if [[ $kind == load ]]; then
+                    printf 'BEGIN;\nTRUNCATE public.%s;\n' "$p"
+                    printf "%s public.%s FROM '%s' WITH (FORMAT binary, FREEZE)\n" '\copy' "$p" "$FLOOR_DIR/$p.bin"
+                    printf 'COMMIT;\n'
+                else
+                    printf "%s public.%s TO '/dev/null' WITH (FORMAT binary)\n" '\copy' "$p"
+                fi
+            fi
+        done >"$OUT/floor-$kind-$w.sql"
+        psql -X -q -v ON_ERROR_STOP=1 -d "$DEST_DSN" -f "$OUT/floor-$kind-$w.sql" >"$log.$w" 2>&1 &
+        pids+=($!)
+    done
+    for w in 0 1; do wait "${pids[$w]}" || rc=1; done
+    cat "$log.0" "$log.1" >"$log"
+    rm -f "$log.0" "$log.1"
+    return "$rc"
+}
 
 method_label() {
     case $1 in
@@ -150,179 +293,137 @@ method_label() {
     c) echo "(c) lockstep verify=checksum jobs=1" ;;
     d) echo "(d) lockstep verify=checksum jobs=2" ;;
     e) echo "(e) lockstep verify=none jobs=1" ;;
+    f) echo "(f) lockstep verify=none jobs=2" ;;
+    g) echo "(g) pgcopydb table-data, 2 table jobs" ;;
+    h) echo "(h) floor: dest binary COPY FROM, 2 at once" ;;
+    i) echo "(i) floor: dest binary COPY TO, 2 at once" ;;
     *) echo "$1" ;;
     esac
+}
+
+# timed CMD...: CMD under GNU time (CPU user/system, peak RSS to $OUT/$m-run$run.time)
+# when it is there.
+timed() {
+    if [[ -n "$TIME_BIN" ]]; then
+        "$TIME_BIN" -f '%e %U %S %M' -o "$TIMEFILE" "$@"
+    else
+        "$@"
+    fi
 }
 
 # run_method M RUN: one timed run; prints elapsed microseconds on stdout.
 run_method() {
     local m=$1 run=$2 log="$OUT/$1-run$2.log" s e rc=0
     export UNIT_TIMES="$OUT/$m-run$run.units"
-    case $m in a | b) : >"$UNIT_TIMES" ;; esac
-    local lsargs=()
+    TIMEFILE="$OUT/$m-run$run.time"
+    local lsargs=(--table public.pgbench_accounts --table public.orders)
     case $m in
-    c) lsargs=(--verify checksum) ;;
-    d) lsargs=(--verify checksum) ;;
-    e) lsargs=(--verify none) ;;
+    c | d) lsargs+=(--verify checksum) ;;
+    e | f) lsargs+=(--verify none) ;;
     esac
     if ((HAVE_JOBS)); then
-        case $m in c | e) lsargs+=(--jobs 1) ;; d) lsargs+=(--jobs 2) ;; esac
+        case $m in c | e) lsargs+=(--jobs 1) ;; d | f) lsargs+=(--jobs 2) ;; esac
     fi
+    case $m in a | b) : >"$UNIT_TIMES" ;; esac
     s=$(usec)
     case $m in
-    a)
-        for t in "${PARTS[@]}"; do pipeline_unit "$t"; done >"$log" 2>&1 || rc=$?
+    a) for t in "${PARTS[@]}"; do pipeline_unit "$t"; done >"$log" 2>&1 || rc=$? ;;
+    b) two_at_a_time pipeline_unit >"$log" 2>&1 || rc=$? ;;
+    c | d | e | f)
+        timed "$BIN" copy --source "$SOURCE_DSN" --dest "$DEST_DSN" "${lsargs[@]}" >"$log" 2>&1 || rc=$?
         ;;
-    b)
-        # shellcheck disable=SC2016 # $1 expands in the child bash
-        printf '%s\n' "${PARTS[@]}" |
-            xargs -P2 -n1 bash -c 'set -euo pipefail; pipeline_unit "$1"' _ >"$log" 2>&1 || rc=$?
+    g)
+        timed pgcopydb copy table-data --source "$SOURCE_DSN" --target "$DEST_DSN" --table-jobs 2 \
+            --dir "$OUT/g-run$run.pgcopydb" "${PGCOPYDB_ARGS[@]}" >"$log" 2>&1 || rc=$?
         ;;
-    c | d | e)
-        if [[ -n "$TIME_BIN" ]]; then
-            "$TIME_BIN" -f %M -o "$OUT/$m-run$run.rss" \
-                "$BIN" copy --source "$SOURCE_DSN" --dest "$DEST_DSN" --table "public.$TABLE" "${lsargs[@]}" \
-                >"$log" 2>&1 || rc=$?
-        else
-            "$BIN" copy --source "$SOURCE_DSN" --dest "$DEST_DSN" --table "public.$TABLE" "${lsargs[@]}" \
-                >"$log" 2>&1 || rc=$?
-        fi
-        ;;
+    h) floor load "$log" || rc=$? ;;
+    i) floor read "$log" || rc=$? ;;
     esac
     e=$(usec)
     if ((rc != 0)); then
         tail -n 20 "$log" >&2
         die "method $(method_label "$m") failed in run $run (exit $rc); log: $log"
     fi
+    case $m in
+    c | d | e | f)
+        # One line per unit: "unit writes-blocked-ms copy-ms verify-ms".
+        parse_unit_lines <"$log" >"$UNIT_TIMES"
+        local n
+        n=$(wc -l <"$UNIT_TIMES")
+        ((n == NUNITS)) ||
+            die "method $(method_label "$m") run $run: found $n unit lines with writes-blocked/copy/verify times in $log, expected $NUNITS"
+        ;;
+    esac
     echo $((e - s))
 }
 
+DEST_FULL=0 # 1 while the destination holds every row, loaded with FREEZE
 prepare_run() {
-    q -d "$DEST_DSN" -c "TRUNCATE $TABLE" -c "CHECKPOINT"
+    local m=$1
+    if [[ $m == i ]]; then
+        if ((!DEST_FULL)); then
+            q -d "$DEST_DSN" -c "TRUNCATE pgbench_accounts, orders"
+            floor load "$OUT/i-fill.log" ||
+                die "filling the destination for (i) failed; log: $OUT/i-fill.log"
+            DEST_FULL=1
+        fi
+        q -d "$DEST_DSN" -c "CHECKPOINT"
+    else
+        q -d "$DEST_DSN" -c "TRUNCATE pgbench_accounts, orders" -c "CHECKPOINT"
+        DEST_FULL=0
+    fi
     q -d "$SOURCE_DSN" -c "CHECKPOINT"
 }
 
 check_run() {
     local m=$1 run=$2 got
-    got=$(qv -d "$DEST_DSN" -c "SELECT count(*) FROM $TABLE")
-    [[ "$got" == "$ROWS" ]] ||
-        die "method $(method_label "$m") run $run left $got rows on the destination, expected $ROWS (log: $OUT/$m-run$run.log)"
-}
-
-ACTIVE=()
-for m in $METHODS; do
-    if [[ "$m" == d && "$HAVE_JOBS" == 0 ]]; then
-        echo "note: (d) skipped: this lockstep binary has no --jobs option" >&2
-        continue
+    got=$(qv -d "$DEST_DSN" -c "$count_sql")
+    if [[ "$got" != "$EXPECT" ]]; then
+        die "method $(method_label "$m") run $run left other row counts on the destination than the source's: $(
+            awk -v want="$EXPECT" -v got="$got" 'BEGIN {
+                n = split(want, w, " "); for (i = 1; i <= n; i++) { split(w[i], kv, "="); s[kv[1]] = kv[2] }
+                n = split(got, g, " "); for (i = 1; i <= n; i++) { split(g[i], kv, "="); d[kv[1]] = kv[2] }
+                for (t in s) if (d[t] != s[t]) printf "%s %d (source %d); ", t, d[t], s[t]
+                for (t in d) if (!(t in s)) printf "%s %d (source 0); ", t, d[t] }'
+        )log: $OUT/$m-run$run.log"
     fi
-    ACTIVE+=("$m")
-done
+    [[ $m == h ]] && DEST_FULL=1
+    return 0
+}
 
 if [[ "${WARMUP:-1}" == 1 ]]; then
     # One untimed copy first, so that no timed run pays for first-time costs
     # (new WAL segment files created and fsynced, cold caches on either side).
-    prepare_run
+    prepare_run warm-up
     say "warm-up (untimed): psql|psql pipeline, two partitions at a time"
     export UNIT_TIMES="$OUT/warmup.units"
-    # shellcheck disable=SC2016 # $1 expands in the child bash
-    printf '%s\n' "${PARTS[@]}" |
-        xargs -P2 -n1 bash -c 'set -euo pipefail; pipeline_unit "$1"' _ >"$OUT/warmup.log" 2>&1 ||
-        die "warm-up copy failed; log: $OUT/warmup.log"
+    two_at_a_time pipeline_unit >"$OUT/warmup.log" 2>&1 || die "warm-up copy failed; log: $OUT/warmup.log"
     check_run warm-up 0
 fi
 
-declare -A TIMES=()
-LOADS=()
+declare -A TIMES=() LOADS=()
+ALL_LOADS=()
 echo "method,run,seconds,loadavg_1min_before" >"$OUT/runs.csv"
 for ((run = 1; run <= RUNS; run++)); do
     for m in "${ACTIVE[@]}"; do
-        prepare_run
+        prepare_run "$m"
         load=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo "?")
         say "run $run/$RUNS: $(method_label "$m") (load average $load)"
         us=$(run_method "$m" "$run")
         check_run "$m" "$run"
         TIMES[$m]+="$us "
-        LOADS+=("$load")
+        LOADS[$m]+="$load "
+        ALL_LOADS+=("$load")
         echo "$m,$run,$(awk -v u="$us" 'BEGIN { printf "%.3f", u / 1e6 }'),$load" >>"$OUT/runs.csv"
-        say "    $(awk -v u="$us" 'BEGIN { printf "%.2f s", u / 1e6 }')"
+        say "    $(secs "$us") s"
     done
 done
 
 # ---------------------------------------------------------------- report
-median_us() { # values...
-    printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-
-# Per-unit "writes blocked" figures: lockstep prints writes-blocked=NNNms per
-# unit; for the pipeline the whole per-partition pipeline time is the upper
-# bound of the source lock hold.
-unit_stats() { # m -> "max mean" in ms over all runs, or "n/a"
-    local m=$1
-    case $m in
-    a | b) cat "$OUT/$m"-run*.units 2>/dev/null | awk '{ print $2 }' ;;
-    *) cat "$OUT/$m"-run*.log 2>/dev/null | grep -o 'writes-blocked=[0-9.]*[mµu]*s' |
-        sed 's/writes-blocked=//' | awk '/ms$/ { sub(/ms$/, ""); print; next } /[µu]s$/ { sub(/[µu]s$/, ""); print $0 / 1000; next } /s$/ { sub(/s$/, ""); print $0 * 1000 }' ;;
-    esac | awk '{ n++; s += $1; if ($1 > mx) mx = $1 } END { if (n) printf "%d %d", mx, s / n; else print "n/a" }'
-}
-verify_ms() { # m -> mean over runs of the summed per-unit verify= times (ms)
-    local m=$1 f
-    for f in "$OUT/$m"-run*.log; do
-        grep -o 'verify=[0-9.]*[mµu]*s' "$f" | sed 's/verify=//' |
-            awk '/ms$/ { sub(/ms$/, ""); s += $0; next } /[µu]s$/ { sub(/[µu]s$/, ""); s += $0 / 1000; next } /s$/ { sub(/s$/, ""); s += $0 * 1000 } END { print s + 0 }'
-    done | awk '{ n++; s += $1 } END { if (n && s > 0) printf "%d", s / n; else print "n/a" }'
-}
-rss_mb() {
-    local m=$1
-    cat "$OUT/$m"-run*.rss 2>/dev/null | grep -E '^[0-9]+$' |
-        awk '{ if ($1 > mx) mx = $1; n++ } END { if (n) printf "%.0f", mx / 1024; else print "n/a" }'
-}
-
 REPORT="$OUT/results.txt"
-{
-    pgv=$(qv -d "$SOURCE_DSN" -c "SHOW server_version")
-    cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
-    echo "lockstep bench — $(date -u '+%Y-%m-%d %H:%M UTC')"
-    echo "PostgreSQL $pgv, two servers on loopback; $(nproc) CPUs${cpu:+ ($cpu)}"
-    echo "server settings: fsync=${PGSERVER_FSYNC:-on}, max_wal_size=4GB, checkpoint_timeout=30min, everything else default"
-    echo "data: $TABLE, pgbench scale $SCALE, $NPART hash partitions, $ROWS rows, $MB MB as COPY text"
-    echo "runs: $RUNS per method, interleaved, after $([[ "${WARMUP:-1}" == 1 ]] && echo "one untimed warm-up copy" || echo "no warm-up (WARMUP=0)");"
-    echo "      destination truncated and both servers checkpointed before each run"
-    echo
-    a_med=
-    if [[ -n "${TIMES[a]:-}" ]]; then
-        # shellcheck disable=SC2086
-        a_med=$(median_us ${TIMES[a]})
-    fi
-    printf '%-40s %10s %8s %9s %7s %7s  %s\n' method rows MB "median s" "MB/s" "x (a)" "all runs (s)"
-    for m in "${ACTIVE[@]}"; do
-        # shellcheck disable=SC2086
-        med=$(median_us ${TIMES[$m]})
-        all=$(for us in ${TIMES[$m]}; do awk -v u="$us" 'BEGIN { printf "%.2f ", u / 1e6 }'; done)
-        ratio=$([[ -n "$a_med" ]] && awk -v x="$med" -v a="$a_med" 'BEGIN { printf "%.2f", x / a }' || echo "-")
-        awk -v l="$(method_label "$m")" -v r="$ROWS" -v mb="$MB" -v u="$med" -v x="$ratio" -v all="$all" \
-            'BEGIN { printf "%-40s %10d %8.1f %9.2f %7.1f %7s  %s\n", l, r, mb, u / 1e6, mb / (u / 1e6), x, all }'
-    done
-    echo
-    echo "writes blocked per unit over all runs (lockstep: its writes-blocked figure; pipeline: the whole"
-    echo "per-partition pipeline time, an upper bound), lockstep verify time summed over units (mean per run),"
-    echo "lockstep peak RSS:"
-    printf '%-40s %8s %8s %12s %8s\n' method "max ms" "mean ms" "verify ms" "RSS MB"
-    for m in "${ACTIVE[@]}"; do
-        read -r mx mean <<<"$(unit_stats "$m") "
-        case $m in a | b) v="-" rss="-" ;; *) v=$(verify_ms "$m") rss=$(rss_mb "$m") ;; esac
-        printf '%-40s %8s %8s %12s %8s\n' "$(method_label "$m")" "${mx:-n/a}" "${mean:-n/a}" "$v" "$rss"
-    done
-    if [[ "$HAVE_JOBS" == 0 ]]; then
-        echo
-        echo "note: (d) skipped: this lockstep binary has no --jobs option"
-    fi
-    echo
-    read -r lmin lmax <<<"$(printf '%s\n' "${LOADS[@]}" | sort -g | sed -n '1p;$p' | tr '\n' ' ')"
-    echo "1-min load average before the timed runs: $lmin .. $lmax on $(nproc) CPUs (well above the"
-    echo "bench's own ~2 means something else was running: rerun; per-run times are in runs.csv)"
-} | tee "$REPORT"
+write_report | tee "$REPORT"
 echo
-echo "logs (lockstep per-unit lines with writes-blocked/copy/verify times): $OUT/{c,d,e}-run*.log"
+echo "logs (lockstep per-unit lines with writes-blocked/copy/verify times): $OUT/{c,d,e,f}-run*.log"
 echo "results: $REPORT (per-run times: $OUT/runs.csv)"
 
 MANY=${MANY-2048 8192}

@@ -109,7 +109,7 @@ fi
 export PATH="$bindir:$PATH"
 
 missing=()
-for tool in psql pgbench; do
+for tool in psql pgbench pg_dump pg_restore; do
 	command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -125,7 +125,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 	done
 fi
 echo "server binaries: $bindir ($("$bindir/initdb" --version))"
-echo "psql: $(command -v psql), pgbench: $(command -v pgbench)"
+echo "psql: $(command -v psql), pgbench: $(command -v pgbench), pg_dump: $(command -v pg_dump) ($(pg_dump --version))"
 if is_root; then
 	echo "running as root: test servers run as the postgres (or nobody) user"
 fi
@@ -164,6 +164,58 @@ echo "go.mod and go.sum are tidy"
 
 section "go vet ${pkgs[*]}"
 go vet "${pkgs[@]}"
+
+if [ "${pkgs[*]}" = "./..." ]; then
+	section "deploy/: Kubernetes manifests, cron wrapper"
+	# deploy/ is a module of its own (the Kubernetes API types stay out of
+	# lockstep's go.mod): its tests decode every manifest strictly and check
+	# what the README says of them. The cron wrapper runs for real in
+	# TestCronWrapper, the Grafana dashboard is checked in
+	# TestMetricsFileMatchesReport (both below, in go test).
+	(
+		cd deploy
+		if ! drift=$(go mod tidy -diff 2>&1); then
+			printf '%s\n' "$drift"
+			die "deploy/go.mod differs from what go mod tidy produces: run (cd deploy && go mod tidy)"
+		fi
+		go vet ./...
+		go test -count=1 ./...
+	)
+	bash -n deploy/cron/lockstep-cron.sh
+	if command -v shellcheck >/dev/null 2>&1; then
+		(cd deploy/cron && shellcheck -x lockstep-cron.sh)
+		echo "shellcheck: deploy/cron/lockstep-cron.sh is clean"
+	else
+		echo "shellcheck not installed: deploy/cron/lockstep-cron.sh only passed bash -n (Debian: apt-get install shellcheck)"
+	fi
+
+	section "container image (deploy/Dockerfile)"
+	rev=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+	bin=$(mktemp -d)
+	trap 'rm -rf "$bin"' EXIT
+	if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+		docker build -q -f deploy/Dockerfile --build-arg REVISION="$rev" -t lockstep:test .
+		docker run --rm lockstep:test --version | grep -F "revision $rev"
+	else
+		echo "no Docker engine: building what the Dockerfile builds (a static binary) without it"
+		# The same command as the Dockerfile's build stage.
+		CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags "-s -w -X main.revision=$rev" -o "$bin/lockstep" .
+		linked=$(ldd "$bin/lockstep" 2>&1 || true) # ldd fails on a static binary
+		case $linked in
+		*"not a dynamic executable"* | *"statically linked"*) echo "static binary:$linked" ;;
+		*) die "the CGO_ENABLED=0 build is not static: $linked" ;;
+		esac
+		"$bin/lockstep" --version | grep -F "revision $rev" || die "lockstep --version lacks revision $rev"
+	fi
+	# A build from a git clone records its revision itself (a linked work
+	# tree, whose .git is a file, is not recognised by go build).
+	if [ -d .git ]; then
+		go build -buildvcs=true -o "$bin/lockstep-vcs" .
+		"$bin/lockstep-vcs" --version | grep -F "revision $rev" || die "lockstep --version lacks the VCS revision $rev"
+	else
+		echo "not a git clone's root (.git is not a directory): the VCS stamp of --version is not checked here"
+	fi
+fi
 
 section "go test -race ${test_args[*]}"
 go test -race -count=1 -timeout 20m "${test_args[@]}"

@@ -33,6 +33,13 @@ type KeyColumn struct {
 type Side struct {
 	Q     Querier
 	Table string
+	// Sum is the whole table's count and checksum in this snapshot, and
+	// Figures computes those of the rows a SELECT returns the same way.
+	// With both, on both sides, the diff may cut segments by
+	// hash_record_extended and check that what it found explains the
+	// checksums' difference (see fasthash.go); without, it hashes row text.
+	Sum     *Sum
+	Figures func(ctx context.Context, query string) (Sum, error)
 }
 
 // Spec is a table to pinpoint differences in.
@@ -48,6 +55,9 @@ type Spec struct {
 	Fanout               int    // segments per split
 	MaxListed            int    // keys listed per kind; further ones are only counted
 	ChangedRows          int    // changed rows whose columns are compared one by one
+	// SampleRows is the size from which a segment is cut at the quantiles
+	// of a page sample rather than by numbering its rows (0: 1,000,000).
+	SampleRows int
 }
 
 // Change is a row present on both sides with other values.
@@ -76,6 +86,7 @@ type Diff struct {
 	RowsFetched  int64         `json:"rows_fetched"` // key/hash pairs and full rows read over the network
 	Elapsed      time.Duration `json:"elapsed_ns"`
 	HashFunc     string        `json:"hash_function"`
+	Note         string        `json:"note,omitempty"`        // how the hash function was chosen, when it was not the first choice
 	Unavailable  string        `json:"unavailable,omitempty"` // why no row-level diff was possible
 	// Inserts holds the source rows of the Missing and then the Duplicated
 	// keys (all columns' text), for repair SQL.
@@ -98,13 +109,12 @@ type segSum struct {
 }
 
 // Bisect pinpoints the rows that differ between src and dst, whose whole
-// tables are known to differ.
+// tables are known to differ. Segments are summed on the servers by
+// hash_record_extended where both sides allow it (see fastHash), and
+// otherwise, or when that missed a difference, by HashFunc over the row
+// text; rows are always compared by HashFunc over the row text.
 func Bisect(ctx context.Context, src, dst Side, s Spec) (*Diff, error) {
 	start := time.Now()
-	d := &Diff{HashFunc: s.HashFunc}
-	for _, k := range s.Key {
-		d.Key = append(d.Key, k.Name)
-	}
 	if s.Fanout < 2 {
 		s.Fanout = 16
 	}
@@ -117,49 +127,98 @@ func Bisect(ctx context.Context, src, dst Side, s Spec) (*Diff, error) {
 	if s.ChangedRows < 1 {
 		s.ChangedRows = 1000
 	}
-	// The whole table is known to differ (its checksums did): split it
-	// without summing it again, which on a big table is the costliest pass.
-	queue := []segment{{}}
-	for len(queue) > 0 {
-		seg := queue[0]
-		queue = queue[1:]
-		ss, ds := segSum{rows: s.SourceRows}, segSum{rows: s.DestRows}
-		if seg.depth > 0 {
-			g, gctx := errgroup.WithContext(ctx)
-			g.Go(func() (err error) { ss, err = s.segmentSum(gctx, src, seg); return wrap("source", err) })
-			g.Go(func() (err error) { ds, err = s.segmentSum(gctx, dst, seg); return wrap("destination", err) })
-			if err := g.Wait(); err != nil {
-				return nil, err
-			}
-			d.Segments++
-			d.Depth = max(d.Depth, seg.depth)
-			if ss == ds {
-				continue
-			}
+	if s.SampleRows < 1 {
+		s.SampleRows = 1000000
+	}
+	// A table small enough to compare row by row sums no segment.
+	var fast *serverHash
+	var note string
+	var err error
+	if max(s.SourceRows, s.DestRows) > int64(s.LeafRows) {
+		if fast, note, err = s.fastHash(ctx, src, dst); err != nil {
+			return nil, err
 		}
-		if max(ss.rows, ds.rows) <= int64(s.LeafRows) || seg.depth >= 64 {
-			if err := s.compareLeaf(ctx, src, dst, seg, d); err != nil {
-				return nil, err
-			}
-			continue
+	}
+	var d, missed *Diff
+	if fast != nil {
+		var leaves []segment
+		if d, leaves, err = s.bisect(ctx, src, dst, *fast); err != nil {
+			return nil, err
 		}
-		bigger, n := src, ss.rows
-		if ds.rows > ss.rows {
-			bigger, n = dst, ds.rows
-		}
-		bounds, err := s.splitPoints(ctx, bigger, seg, n)
+		ok, read, err := s.accounted(ctx, src, dst, leaves)
 		if err != nil {
 			return nil, err
 		}
-		lo := seg.lo
-		for _, b := range bounds {
-			queue = append(queue, segment{lo: lo, hi: b, depth: seg.depth + 1})
-			lo = b
+		d.RowsFetched += read
+		if !ok {
+			// A difference hash_record_extended cannot see (it hashes by
+			// equality): start again on the row text.
+			note = fmt.Sprintf("hash_record_extended missed a difference (values equal but not identical, such as 1.0 and 1.00, or 0 and -0) after %d segments: bisected again by %s of the row text", d.Segments, s.HashFunc)
+			d, missed = nil, d
 		}
-		queue = append(queue, segment{lo: lo, hi: seg.hi, depth: seg.depth + 1})
 	}
+	if d == nil {
+		if d, _, err = s.bisect(ctx, src, dst, textHash(s.HashFunc, s.Columns)); err != nil {
+			return nil, err
+		}
+	}
+	if missed != nil { // its work counts too
+		d.Segments += missed.Segments
+		d.RowsFetched += missed.RowsFetched
+	}
+	d.Note = note
 	d.Elapsed = time.Since(start)
 	return d, nil
+}
+
+// bisect cuts the table into segments level by level, sums every segment
+// of a level in one query per side, cuts those that differ further, and
+// compares the rows of those small enough; it returns the segments whose
+// rows it compared.
+func (s Spec) bisect(ctx context.Context, src, dst Side, h serverHash) (*Diff, []segment, error) {
+	d := &Diff{HashFunc: h.name}
+	for _, k := range s.Key {
+		d.Key = append(d.Key, k.Name)
+	}
+	// The whole table is known to differ (its checksums did): split it
+	// without summing it again, which on a big table is the costliest pass.
+	whole := segment{}
+	if max(s.SourceRows, s.DestRows) <= int64(s.LeafRows) {
+		return d, []segment{whole}, s.compareLeaf(ctx, src, dst, whole, d)
+	}
+	level, err := s.split(ctx, src, dst, whole, s.SourceRows, s.DestRows)
+	if err != nil {
+		return nil, nil, err
+	}
+	var leaves []segment
+	for len(level) > 0 {
+		ss, ds, err := s.levelSums(ctx, src, dst, level, h)
+		if err != nil {
+			return nil, nil, err
+		}
+		var next []segment
+		for i, seg := range level {
+			d.Segments++
+			d.Depth = max(d.Depth, seg.depth)
+			if ss[i] == ds[i] {
+				continue
+			}
+			if max(ss[i].rows, ds[i].rows) <= int64(s.LeafRows) || seg.depth >= 64 {
+				if err := s.compareLeaf(ctx, src, dst, seg, d); err != nil {
+					return nil, nil, err
+				}
+				leaves = append(leaves, seg)
+				continue
+			}
+			parts, err := s.split(ctx, src, dst, seg, ss[i].rows, ds[i].rows)
+			if err != nil {
+				return nil, nil, err
+			}
+			next = append(next, parts...)
+		}
+		level = next
+	}
+	return d, leaves, nil
 }
 
 func wrap(side string, err error) error {
@@ -196,25 +255,9 @@ func (s Spec) boundExprs(first int) []string {
 
 // where renders a segment as a predicate and its arguments.
 func (s Spec) where(seg segment) (string, []any) {
-	var conds []string
-	var args []any
-	row := "(" + strings.Join(s.keyExprs(), ", ") + ")"
-	if seg.lo != nil {
-		conds = append(conds, row+" > ("+strings.Join(s.boundExprs(len(args)+1), ", ")+")")
-		for _, v := range seg.lo {
-			args = append(args, v)
-		}
-	}
-	if seg.hi != nil {
-		conds = append(conds, row+" <= ("+strings.Join(s.boundExprs(len(args)+1), ", ")+")")
-		for _, v := range seg.hi {
-			args = append(args, v)
-		}
-	}
-	if len(conds) == 0 {
-		return "true", nil
-	}
-	return strings.Join(conds, " AND "), args
+	b := &binder{key: s.Key}
+	w := s.rangeSQL(b, seg.lo, seg.hi)
+	return w, b.args
 }
 
 // RowHashSQL is the per-row hash over the row's canonical text: record
@@ -234,33 +277,6 @@ func columnList(cols []string) string {
 		q[i] = pgx.Identifier{c}.Sanitize()
 	}
 	return strings.Join(q, ", ")
-}
-
-// segmentSum is count and checksum of a segment, computed on the server.
-func (s Spec) segmentSum(ctx context.Context, q Side, seg segment) (segSum, error) {
-	w, args := s.where(seg)
-	sql := fmt.Sprintf(`SELECT count(*), COALESCE(sum(('x' || substr(h, 1, 16))::bit(64)::bigint::numeric), 0)::text,
-	                           COALESCE(sum(('x' || substr(h, 17, 16))::bit(64)::bigint::numeric), 0)::text
-	                    FROM (SELECT %s AS h FROM %s WHERE %s) s`, RowHashSQL(s.HashFunc, s.Columns), q.Table, w)
-	var r segSum
-	err := q.Q.QueryRow(ctx, sql, args...).Scan(&r.rows, &r.a, &r.b)
-	return r, err
-}
-
-// splitPoints returns up to Fanout-1 keys that cut the segment into parts
-// of about equal row counts on q (n rows in it).
-func (s Spec) splitPoints(ctx context.Context, q Side, seg segment, n int64) ([][]string, error) {
-	step := max(n/int64(s.Fanout), 1)
-	w, args := s.where(seg)
-	sql := fmt.Sprintf(`SELECT %s FROM (SELECT %s, row_number() OVER (ORDER BY %s) AS rn__ FROM %s WHERE %s) s
-	                    WHERE rn__ %% %d = 0 AND rn__ < %d ORDER BY rn__`,
-		strings.Join(quoteAll(s.Key), ", "), strings.Join(keysText(s.Key), ", "), strings.Join(s.keyExprs(), ", "),
-		q.Table, w, step, n)
-	rows, err := q.Q.Query(ctx, sql, args...)
-	if err != nil {
-		return nil, fmt.Errorf("split %s: %w", s.Unit, err)
-	}
-	return pgx.CollectRows(rows, scanTexts(len(s.Key)))
 }
 
 func quoteAll(k []KeyColumn) []string {
@@ -540,6 +556,9 @@ func (d *Diff) Summary(n int) string {
 	fmt.Fprintf(&b, "  diff on (%s): %d missing on the destination, %d extra on the destination, %d changed; %d segments compared, depth %d, %d rows fetched, %s (%s)",
 		redact.Control(strings.Join(d.Key, ", ")), d.MissingCount, d.ExtraCount, d.ChangedCount, d.Segments, d.Depth, d.RowsFetched,
 		d.Elapsed.Round(time.Millisecond), d.HashFunc)
+	if d.Note != "" {
+		fmt.Fprintf(&b, "\n    note: %s", d.Note)
+	}
 	list := func(what string, keys [][]string) {
 		for i, k := range keys {
 			if i == n {

@@ -2,10 +2,8 @@ package verify
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
-	"hash"
 )
 
 // Stream is an io.Writer that splits a COPY TO stream into rows and folds
@@ -23,9 +21,8 @@ type Stream struct {
 	sum    Sum
 	bytes  int64
 
-	d       hash.Hash // digest of a row that spans writes
-	partial bool      // d holds the start of the current row
-	digest  [sha256.Size]byte
+	h       rowHash // the row hash; also holds a row that spans writes
+	partial bool    // h holds the start of the current row
 
 	// binary parsing state
 	state  int
@@ -47,10 +44,14 @@ const (
 
 var binarySignature = []byte("PGCOPY\n\377\r\n\x00")
 
-// NewStream returns a Stream for a text (binary=false) or binary COPY stream.
-// With withHash=false it only counts rows.
-func NewStream(binary, withHash bool) *Stream {
-	return &Stream{binary: binary, hash: withHash, d: sha256.New()}
+// NewStream returns a Stream for a text (binary=false) or binary COPY stream
+// that hashes rows with alg; with alg empty it only counts rows.
+func NewStream(binary bool, alg Algorithm) *Stream {
+	s := &Stream{binary: binary, hash: alg != ""}
+	if s.hash {
+		s.h = newRowHash(alg)
+	}
+	return s
 }
 
 // Sum returns the figures of the rows seen so far, and an error when the
@@ -95,7 +96,7 @@ func (s *Stream) writeText(p []byte) {
 	for len(p) > 0 {
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
-			s.d.Write(p)
+			s.h.part(p)
 			s.partial = true
 			return
 		}
@@ -112,14 +113,42 @@ func (s *Stream) endRow(tail []byte) {
 		return
 	}
 	if s.partial {
-		s.d.Write(tail)
-		s.d.Sum(s.digest[:0])
-		s.d.Reset()
+		s.h.part(tail)
+		s.sum.addRow(s.h.finish())
 		s.partial = false
-	} else {
-		s.digest = sha256.Sum256(tail)
+		return
 	}
-	s.sum.addRow(&s.digest)
+	s.sum.addRow(s.h.whole(tail))
+}
+
+// wholeRow returns the length of the binary row that starts p, when all of
+// it is in p, or -1. It checks the framing as the state machine does.
+func wholeRow(p []byte) (int, error) {
+	if len(p) < 2 {
+		return -1, nil
+	}
+	n := int16(binary.BigEndian.Uint16(p))
+	if n < 0 {
+		return -1, nil // the trailer, or a bad count: the state machine decides
+	}
+	at := 2
+	for range n {
+		if len(p)-at < 4 {
+			return -1, nil
+		}
+		l := int32(binary.BigEndian.Uint32(p[at:]))
+		at += 4
+		if l < -1 {
+			return 0, errors.New("binary COPY stream: bad field length")
+		}
+		if l > 0 {
+			if int64(len(p)-at) < int64(l) {
+				return -1, nil
+			}
+			at += int(l)
+		}
+	}
+	return at, nil
 }
 
 // need gathers an n-byte big-endian integer that may be split across writes.
@@ -170,6 +199,18 @@ func (s *Stream) writeBinary(p []byte) error {
 		case stTuple:
 			if s.nSmall == 0 {
 				rowStart = i
+				// pgx hands COPY TO over a row per write: hash a row that
+				// is whole here in one call.
+				n, err := wholeRow(p[i:])
+				if err != nil {
+					return err
+				}
+				if n > 0 {
+					s.endRow(p[i : i+n])
+					i += n
+					rowStart = i
+					continue
+				}
 			}
 			c, ok := s.need(p[i:], 2)
 			i += c
@@ -181,8 +222,10 @@ func (s *Stream) writeBinary(p []byte) error {
 			switch {
 			case n == -1:
 				// The trailer, possibly split across writes: not a row.
+				if s.partial && s.hash {
+					s.h.finish() // drop the trailer's first byte
+				}
 				s.partial = false
-				s.d.Reset()
 				s.state = stDone
 			case n < 0:
 				return errors.New("binary COPY stream: negative field count")
@@ -223,7 +266,7 @@ func (s *Stream) writeBinary(p []byte) error {
 	// A row (or its field-count word) continues in the next write.
 	if inRow() || (s.state == stTuple && s.nSmall > 0) {
 		if s.hash {
-			s.d.Write(p[rowStart:])
+			s.h.part(p[rowStart:])
 		}
 		s.partial = true
 	}

@@ -28,9 +28,9 @@ func binaryCopy(rows ...[][]byte) []byte {
 	return b.Bytes()
 }
 
-func sumOf(t *testing.T, bin, hash bool, chunks ...[]byte) Sum {
+func sumOf(t *testing.T, bin bool, alg Algorithm, chunks ...[]byte) Sum {
 	t.Helper()
-	s := NewStream(bin, hash)
+	s := NewStream(bin, alg)
 	for _, c := range chunks {
 		if _, err := s.Write(c); err != nil {
 			t.Fatalf("write: %v", err)
@@ -58,14 +58,14 @@ func TestStreamSplitAnywhere(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			for _, hash := range []bool{true, false} {
-				whole := sumOf(t, c.bin, hash, c.data)
+			for _, alg := range []Algorithm{XXH3, SHA256, ""} {
+				whole := sumOf(t, c.bin, alg, c.data)
 				if whole.Rows != c.rows {
 					t.Fatalf("rows = %d, want %d", whole.Rows, c.rows)
 				}
 				for i := 0; i <= len(c.data); i++ {
 					for j := i; j <= len(c.data); j++ {
-						got := sumOf(t, c.bin, hash, c.data[:i], c.data[i:j], c.data[j:])
+						got := sumOf(t, c.bin, alg, c.data[:i], c.data[i:j], c.data[j:])
 						if got != whole {
 							t.Fatalf("split at %d,%d: %v, want %v", i, j, got, whole)
 						}
@@ -77,19 +77,24 @@ func TestStreamSplitAnywhere(t *testing.T) {
 }
 
 func TestStreamOrderIndependentDuplicateSensitive(t *testing.T) {
-	a := sumOf(t, false, true, []byte("x\ny\n"))
-	b := sumOf(t, false, true, []byte("y\nx\n"))
-	if a != b {
-		t.Fatalf("order changed the sum: %v vs %v", a, b)
+	for _, alg := range []Algorithm{XXH3, SHA256} {
+		a := sumOf(t, false, alg, []byte("x\ny\n"))
+		b := sumOf(t, false, alg, []byte("y\nx\n"))
+		if a != b {
+			t.Fatalf("%s: order changed the sum: %v vs %v", alg, a, b)
+		}
+		// XOR would make "x x" equal to the empty set plus count; a sum must not.
+		dup := sumOf(t, false, alg, []byte("x\nx\n"))
+		other := sumOf(t, false, alg, []byte("y\ny\n"))
+		if dup.A == other.A && dup.B == other.B {
+			t.Fatalf("%s: duplicated rows cancelled out", alg)
+		}
+		if dup.A == 0 && dup.B == 0 {
+			t.Fatalf("%s: checksum of two rows is zero", alg)
+		}
 	}
-	// XOR would make "x x" equal to the empty set plus count; a sum must not.
-	dup := sumOf(t, false, true, []byte("x\nx\n"))
-	other := sumOf(t, false, true, []byte("y\ny\n"))
-	if dup.A == other.A && dup.B == other.B {
-		t.Fatal("duplicated rows cancelled out")
-	}
-	if dup.A == 0 && dup.B == 0 {
-		t.Fatal("checksum of two rows is zero")
+	if x, s := sumOf(t, false, XXH3, []byte("x\n")), sumOf(t, false, SHA256, []byte("x\n")); x == s {
+		t.Fatal("xxh3 and sha256 gave one checksum")
 	}
 }
 
@@ -102,29 +107,51 @@ func TestBinaryRowEncodingUnambiguous(t *testing.T) {
 		{[]byte("ab"), []byte("")},
 		{[]byte("ab"), nil},
 	}
-	seen := map[Sum]int{}
-	for i, v := range variants {
-		s := sumOf(t, true, true, binaryCopy(v))
-		if j, ok := seen[s]; ok {
-			t.Fatalf("variants %d and %d hash alike", i, j)
+	for _, alg := range []Algorithm{XXH3, SHA256} {
+		seen := map[Sum]int{}
+		for i, v := range variants {
+			s := sumOf(t, true, alg, binaryCopy(v))
+			if j, ok := seen[s]; ok {
+				t.Fatalf("%s: variants %d and %d hash alike", alg, i, j)
+			}
+			seen[s] = i
 		}
-		seen[s] = i
+	}
+}
+
+// Every single-bit change of a row changes the checksum.
+func TestStreamOneBitChange(t *testing.T) {
+	row := []byte("12345\tsome text\t2024-01-01 00:00:00+00\n")
+	for _, alg := range []Algorithm{XXH3, SHA256} {
+		base := sumOf(t, false, alg, row)
+		for i := 0; i < len(row)-1; i++ {
+			for bit := range 8 {
+				c := bytes.Clone(row)
+				c[i] ^= 1 << bit
+				if c[i] == '\n' {
+					continue
+				}
+				if got := sumOf(t, false, alg, c); got == base {
+					t.Fatalf("%s: flipping bit %d of byte %d left the checksum", alg, bit, i)
+				}
+			}
+		}
 	}
 }
 
 func TestStreamTruncated(t *testing.T) {
-	s := NewStream(false, true)
+	s := NewStream(false, XXH3)
 	s.Write([]byte("1\n2"))
 	if _, err := s.Sum(); err == nil {
 		t.Fatal("text stream ending mid-row accepted")
 	}
 	b := binaryCopy([][]byte{[]byte("a")})
-	s = NewStream(true, true)
+	s = NewStream(true, XXH3)
 	s.Write(b[:len(b)-2])
 	if _, err := s.Sum(); err == nil {
 		t.Fatal("binary stream without trailer accepted")
 	}
-	s = NewStream(true, true)
+	s = NewStream(true, XXH3)
 	if _, err := s.Write([]byte("PGCOPX\n")); err == nil {
 		t.Fatal("bad signature accepted")
 	}
@@ -146,12 +173,26 @@ func TestCompare(t *testing.T) {
 	}
 }
 
-func BenchmarkStreamText(b *testing.B) {
-	row := []byte("12345\t1\t0\t                                                                                    \n")
-	buf := bytes.Repeat(row, 65536/len(row))
-	s := NewStream(false, true)
-	b.SetBytes(int64(len(buf)))
-	for b.Loop() {
-		s.Write(buf)
+func BenchmarkStream(b *testing.B) {
+	text := []byte("12345\t1\t0\t                                                                                    \n")
+	fields := [][]byte{{0, 0, 0x30, 0x39}, {0, 0, 0, 1}, {0, 0, 0, 0}, bytes.Repeat([]byte(" "), 84)}
+	bin := binaryCopy(fields)
+	row := bin[len(binarySignature)+4+4+3 : len(bin)-2] // one binary row, as pgx hands it over
+	for _, alg := range []Algorithm{XXH3, SHA256} {
+		b.Run("text/"+string(alg), func(b *testing.B) {
+			s := NewStream(false, alg)
+			b.SetBytes(int64(len(text)))
+			for b.Loop() {
+				s.Write(text)
+			}
+		})
+		b.Run("binary/"+string(alg), func(b *testing.B) {
+			s := NewStream(true, alg)
+			s.Write(bin[:len(binarySignature)+4+4+3])
+			b.SetBytes(int64(len(row)))
+			for b.Loop() {
+				s.Write(row)
+			}
+		})
 	}
 }

@@ -100,7 +100,7 @@ func statusCommand(st *runState) *cli.Command {
 			"every unit the ledger knows.\n\n" + connHelp + "\n\n" + statusExitHelp,
 		Flags: append(selectionFlags(),
 			ledgerSchemaFlag(),
-			&cli.Int64Flag{Name: "run", Usage: "the units of this run (its id, as copy and status print it)"},
+			&cli.StringFlag{Name: "run", Usage: "the units of this run (its id, as in the report, the log and status's list of runs)"},
 			&cli.IntFlag{Name: "runs", Value: defaultStatusRuns, Usage: "how many recent runs to list"},
 			&cli.DurationFlag{Name: "since", Usage: "count only copies this recent as verified (as copy --since does)"},
 			&cli.StringFlag{Name: "format", Value: "text", Usage: "text or json"},
@@ -114,12 +114,12 @@ func statusCommand(st *runState) *cli.Command {
 			if format != "text" && format != "json" {
 				return fmt.Errorf("unknown --format %q (want text or json)", format)
 			}
-			q := ledger.StatusQuery{Run: c.Int64("run"), Runs: c.Int("runs"), Since: c.Duration("since")}
+			q := ledger.StatusQuery{Run: c.String("run"), Runs: c.Int("runs"), Since: c.Duration("since")}
 			switch {
-			case q.Run != 0 && !opts.Selection.Empty():
+			case q.Run != "" && !opts.Selection.Empty():
 				return errors.New("--run or a selection (--table, --tables-matching, --tables-from), not both")
-			case q.Run < 0 || q.Runs < 1 || q.Since < 0:
-				return errors.New("--run, --runs and --since must be positive")
+			case q.Runs < 1 || q.Since < 0:
+				return errors.New("--runs must be positive and --since not negative")
 			}
 			st.code, err = runStatus(c.Context, opts, c.String("ledger-schema"), q, format, c.App.Writer)
 			return err
@@ -170,7 +170,7 @@ func writeStatus(w io.Writer, s *ledger.Status) {
 			if r.Finished != nil {
 				fin = stamp(*r.Finished)
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%.1f\t%s\t\n", r.ID, stamp(r.Started), fin, redact.Control(r.Host), r.PID,
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%.1f\t%s\t\n", redact.Control(r.ID), stamp(r.Started), fin, redact.Control(r.Host), r.PID,
 				r.Units, r.OK, r.Failed, r.Skipped, r.Rows, float64(r.Bytes)/1e6, r.Outcome)
 		}
 		tw.Flush()
@@ -184,23 +184,23 @@ func writeStatus(w io.Writer, s *ledger.Status) {
 			if u.Why != "" && u.State != ledger.StateNever {
 				state += " (" + u.Why + ")"
 			}
-			if u.InFlight != 0 {
-				state += fmt.Sprintf(", in flight in run %d", u.InFlight)
+			if u.InFlight != "" {
+				state += ", in flight in run " + u.InFlight
 			}
 			verified, failure := "-", "-"
 			if v := u.Verified; v != nil {
-				verified = fmt.Sprintf("%s by run %d", stamp(v.Finished), v.Run)
+				verified = fmt.Sprintf("%s by run %s", stamp(v.Finished), v.Run)
 				if v.Checksum != "" {
 					verified += " checksum " + v.Checksum
 				}
 			}
 			if f := u.LastFailure; f != nil {
-				failure = fmt.Sprintf("%s by run %d: %s", stamp(f.Finished), f.Run, f.Outcome)
+				failure = fmt.Sprintf("%s by run %s: %s", stamp(f.Finished), f.Run, f.Outcome)
 				if f.Error != "" {
 					failure += ": " + cut(oneLine(f.Error), 160)
 				}
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\n", redact.Control(u.Unit), redact.Control(state), verified, redact.Control(failure))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\n", redact.Control(u.Unit), redact.Control(state), redact.Control(verified), redact.Control(failure))
 		}
 		tw.Flush()
 	}

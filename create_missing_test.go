@@ -32,19 +32,20 @@ func tableSum(t *testing.T, dsn, table string) string {
 	return pgtest.QueryString(t, dsn, `SELECT count(*)::text || ' ' || coalesce(md5(string_agg(x::text, ',' ORDER BY x::text)), '') FROM `+table+` x`)
 }
 
-// userObjects lists the destination's tables, sequences and types outside
-// the system schemas, to show nothing was created.
+// userObjects lists the destination's tables, sequences, types and schemas
+// outside the system schemas and the run ledger's, to show nothing was
+// created.
 func userObjects(t *testing.T, dsn string) string {
 	t.Helper()
 	return pgtest.QueryString(t, dsn, `
 		SELECT coalesce(string_agg(x, ' ' ORDER BY x), '') FROM (
 			SELECT c.relname::text AS x FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-			WHERE c.relkind IN ('r', 'p', 'S') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
+			WHERE c.relkind IN ('r', 'p', 'S') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'lockstep') AND n.nspname !~ '^pg_toast'
 			UNION ALL
 			SELECT 'type:' || t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
-			WHERE t.typtype IN ('e', 'd', 'c') AND t.typrelid = 0 AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+			WHERE t.typtype IN ('e', 'd', 'c') AND t.typrelid = 0 AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'lockstep')
 			UNION ALL
-			SELECT 'schema:' || nspname FROM pg_namespace WHERE nspname !~ '^(pg_|information_schema$|public$)') s`)
+			SELECT 'schema:' || nspname FROM pg_namespace WHERE nspname !~ '^(pg_|information_schema$|public$|lockstep$)') s`)
 }
 
 func TestCreateMissing(t *testing.T) {

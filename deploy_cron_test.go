@@ -114,7 +114,7 @@ func TestCronWrapper(t *testing.T) {
 	if _, err := tx.Exec(ctx, "LOCK TABLE c_1 IN SHARE ROW EXCLUSIVE MODE"); err != nil {
 		t.Fatal(err)
 	}
-	configure("--lock-timeout 60s")
+	configure("--lock-timeout 60s --redo") // the run ledger holds the first night's copies
 	cmd, out := start()
 	waitForLockQueue(t, ctx, src, "c_1")
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -140,7 +140,7 @@ func TestCronWrapper(t *testing.T) {
 	// A mismatch: exit 4.
 	pgtest.Exec(t, dst, `CREATE FUNCTION neg() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.id := -NEW.id; RETURN NEW; END $$;
 	                     CREATE TRIGGER neg BEFORE INSERT ON c_2 FOR EACH ROW EXECUTE FUNCTION neg();`)
-	configure("")
+	configure("--redo")
 	if code, out := runWrapper(); code != 4 || !strings.Contains(out, "verification mismatch") {
 		t.Errorf("mismatch: exit %d, printed %q", code, out)
 	}

@@ -212,8 +212,9 @@ func TestStatusExitCodes(t *testing.T) {
 
 	// A partial run: t1 copied, t2 failed.
 	mustRun(t, 1, append([]string{"copy"}, sel...)...)
+	first := pgtest.QueryString(t, dst, "SELECT id FROM lockstep.runs")
 	out = status(1, sel...)
-	if l := unitLine(out, `"public"."t1"`); !strings.Contains(l, " verified ") || !strings.Contains(l, "by run 1 checksum ") {
+	if l := unitLine(out, `"public"."t1"`); !strings.Contains(l, " verified ") || !strings.Contains(l, "by run "+first+" checksum ") {
 		t.Errorf("after a partial run, t1: %s\n%s", l, out)
 	}
 	if l := unitLine(out, `"public"."t2"`); !strings.Contains(l, " failed ") || !strings.Contains(l, "not today") {
@@ -222,11 +223,11 @@ func TestStatusExitCodes(t *testing.T) {
 	if !strings.Contains(out, "units: 1 verified, 1 failed, 0 never copied") {
 		t.Errorf("after a partial run:\n%s", out)
 	}
-	status(1, "--dest", dst, "--run", "1")
+	status(1, "--dest", dst, "--run", first)
 	var js struct {
 		ExitCode int `json:"exit_code"`
 		Runs     []struct {
-			ID      int64  `json:"id"`
+			ID      string `json:"id"`
 			OK      int    `json:"ok"`
 			Failed  int    `json:"failed"`
 			Outcome string `json:"outcome"`
@@ -239,7 +240,7 @@ func TestStatusExitCodes(t *testing.T) {
 	if err := json.Unmarshal([]byte(status(1, append(sel, "--format", "json")...)), &js); err != nil {
 		t.Fatal(err)
 	}
-	if js.ExitCode != 1 || len(js.Runs) != 1 || js.Runs[0].OK != 1 || js.Runs[0].Failed != 1 || js.Runs[0].Outcome != "failed" ||
+	if js.ExitCode != 1 || len(js.Runs) != 1 || js.Runs[0].ID != first || js.Runs[0].OK != 1 || js.Runs[0].Failed != 1 || js.Runs[0].Outcome != "failed" ||
 		len(js.Units) != 2 || js.Units[1].State != "failed" {
 		t.Errorf("json: %+v", js)
 	}
@@ -252,11 +253,11 @@ func TestStatusExitCodes(t *testing.T) {
 	}
 	status(0, sel...)
 	status(0, "--dest", dst)
-	status(0, "--dest", dst, "--run", "1")
+	status(0, "--dest", dst, "--run", first)
 	status(3, append(sel, "--table", "t3")...)
 	time.Sleep(50 * time.Millisecond)
 	status(3, append(sel, "--since", "10ms")...)
-	if code, _, errOut := lockstep(t, context.Background(), "status", "--dest", dst, "--run", "99"); code != 2 || !strings.Contains(errOut, "has no run 99") {
+	if code, _, errOut := lockstep(t, context.Background(), "status", "--dest", dst, "--run", "nope"); code != 2 || !strings.Contains(errOut, `has no run "nope"`) {
 		t.Errorf("an unknown run: exit %d: %s", code, errOut)
 	}
 }

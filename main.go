@@ -468,6 +468,9 @@ func runUnits(ctx context.Context, st *runState, ui *output,
 	st.resumeNote(ui, p)
 	if st.metrics != nil {
 		st.metrics.Planned(p.Len(), p.Totals.EstBytes)
+		if n, bytes, _ := p.Resumed(); n > 0 {
+			st.metrics.Resumed(n, bytes)
+		}
 	}
 	ui.begin(ctx, p)
 	rep, err := runPlan(p.WithCallbacks(st.callbacks(ui)), ctx)

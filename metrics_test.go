@@ -203,7 +203,7 @@ func TestMetricsFileMatchesReport(t *testing.T) {
 	// the first run's.
 	pgtest.Exec(t, dst, `CREATE FUNCTION up() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.note := NEW.note || '!'; RETURN NEW; END $$;
 	                     CREATE TRIGGER up BEFORE INSERT ON m_20 FOR EACH ROW EXECUTE FUNCTION up();`)
-	if code, out, errOut := lockstep(t, ctx, append([]string{"copy", "--order", "name", "--jobs", "1", "--fail-fast"}, args...)...); code != 4 {
+	if code, out, errOut := lockstep(t, ctx, append([]string{"copy", "--order", "name", "--jobs", "1", "--fail-fast", "--redo"}, args...)...); code != 4 {
 		t.Fatalf("exit %d, want 4\n%s%s", code, out, errOut)
 	}
 	fams, _ = check(4)

@@ -168,7 +168,7 @@ func (o *output) unitDone(r copy.Result) {
 // json): at level info when it ended ok, error otherwise.
 func logUnit(log *slog.Logger, r copy.Result) {
 	level := slog.LevelInfo
-	if r.Status != copy.StatusOK {
+	if r.Status != copy.StatusOK && r.Status != copy.StatusSkipped {
 		level = slog.LevelError
 	}
 	attrs := []any{"unit", r.Unit, "status", r.Status, "rows", r.Rows, "bytes", r.Bytes, "format", r.Format,

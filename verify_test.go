@@ -204,7 +204,7 @@ func TestChecksumFlag(t *testing.T) {
 	pgtest.Exec(t, dst, `CREATE TABLE c (id int PRIMARY KEY, v text);`)
 	sums := map[string]string{}
 	for _, alg := range []string{"xxh3", "sha256"} {
-		out := mustRun(t, 0, "copy", "--source", src, "--dest", dst, "--table", "c", "--checksum", alg)
+		out := mustRun(t, 0, "copy", "--source", src, "--dest", dst, "--table", "c", "--checksum", alg, "--redo")
 		copied := checksumRE.FindStringSubmatch(out)
 		out = mustRun(t, 0, "verify", "--source", src, "--dest", dst, "--table", "c", "--checksum", alg)
 		verified := checksumRE.FindStringSubmatch(out)

@@ -24,7 +24,7 @@ type Ledger interface {
 	// Open sets the ledger up on conn, which it keeps for the run (and
 	// replaces through reconnect if lost), and records the run.
 	Open(ctx context.Context, conn *pgx.Conn, reconnect func(context.Context) (*pgx.Conn, error), info ledger.RunInfo) error
-	RunID() int64
+	RunID() string
 	// Latest reads the latest attempt of each unit (nil: none).
 	Latest(ctx context.Context, keys []string) ([]*ledger.Record, error)
 	// Trusted tells whether a record lets this run skip its unit, and if
@@ -58,7 +58,7 @@ var _ Ledger = noLedger{}
 func (noLedger) Open(context.Context, *pgx.Conn, func(context.Context) (*pgx.Conn, error), ledger.RunInfo) error {
 	return nil
 }
-func (noLedger) RunID() int64 { return 0 }
+func (noLedger) RunID() string { return "" }
 func (noLedger) Latest(_ context.Context, keys []string) ([]*ledger.Record, error) {
 	return make([]*ledger.Record, len(keys)), nil
 }
@@ -130,7 +130,8 @@ func (p *Plan) openLedger(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := led.Open(ctx, conn, p.ledgerSide.connect, ledger.RunInfo{Units: len(p.groups), Verify: string(p.opts.Verify)}); err != nil {
+	info := ledger.RunInfo{ID: p.opts.RunID, Units: len(p.groups), Verify: string(p.opts.Verify)}
+	if err := led.Open(ctx, conn, p.ledgerSide.connect, info); err != nil {
 		return err
 	}
 	r := &resume{keys: make([]string, len(p.groups)), shapes: make([]string, len(p.groups)), skipped: make([]*ledger.Record, len(p.groups))}
@@ -183,14 +184,6 @@ func (p *Plan) Resumed() (units int, bytes int64, since time.Time) {
 		return 0, 0, time.Time{}
 	}
 	return p.resume.n, p.resume.bytes, p.resume.since
-}
-
-// RunID is the run's id in the ledger (0 without one).
-func (p *Plan) RunID() int64 {
-	if p.resume == nil {
-		return 0
-	}
-	return p.opts.ledger().RunID()
 }
 
 // attemptRecord is the ledger's row for a pass over group g as res

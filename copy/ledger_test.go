@@ -62,9 +62,11 @@ func TestLedgerRowCommitsWithTheData(t *testing.T) {
 		{"the insert fails", `CREATE TRIGGER fault BEFORE INSERT ON lockstep.units
 			FOR EACH ROW WHEN (NEW.outcome = 'ok') EXECUTE FUNCTION no('the insert')`, "the insert says no"},
 	}
-	for _, f := range faults {
+	for i, f := range faults {
 		mustExec(t, dst, f.sql)
-		rep := run(t, withLedger(opts(src, dst, "t"), ledger.Config{}))
+		o := withLedger(opts(src, dst, "t"), ledger.Config{})
+		o.RunID = fmt.Sprintf("fault-%d", i)
+		rep := run(t, o)
 		u := rep.Units[0]
 		if u.Status != copy.StatusFailed || !strings.Contains(u.Error, f.says) {
 			t.Errorf("%s: %s: %s", f.name, u.Status, u.Error)
@@ -76,18 +78,20 @@ func TestLedgerRowCommitsWithTheData(t *testing.T) {
 			t.Errorf("%s: %s success rows without the data", f.name, n)
 		}
 		failed := pgtest.QueryString(t, dst, `SELECT coalesce(string_agg(error, '; '), '') FROM lockstep.units
-			WHERE unit_key = '"public"."t"' AND outcome = 'failed' AND run_id = $1`, rep.RunID)
+			WHERE unit_key = '"public"."t"' AND outcome = 'failed' AND run_id = $1`, o.RunID)
 		if !strings.Contains(failed, f.says) {
 			t.Errorf("%s: the failure is not recorded: %q", f.name, failed)
 		}
 		mustExec(t, dst, "DROP TRIGGER fault ON "+strings.Fields(f.sql[strings.Index(f.sql, " ON ")+4:])[0])
 	}
-	rep := mustCopy(t, withLedger(opts(src, dst, "t"), ledger.Config{}))
+	o := withLedger(opts(src, dst, "t"), ledger.Config{})
+	o.RunID = "the-good-run"
+	rep := mustCopy(t, o)
 	u := rep.Units[0]
 	assertSame(t, src, dst, "t", "*", "id")
 	row := pgtest.QueryString(t, dst, `SELECT rows || ' ' || checksum || ' ' || (dest_xid IS NOT NULL) || ' ' || run_id FROM lockstep.units
 		WHERE unit_key = '"public"."t"' AND outcome = 'ok'`)
-	if want := fmt.Sprintf("1000 %s true %d", u.Checksum, rep.RunID); row != want {
+	if want := fmt.Sprintf("1000 %s true %s", u.Checksum, o.RunID); row != want {
 		t.Errorf("success row %q, want %q", row, want)
 	}
 }
@@ -112,9 +116,13 @@ func TestResumeSkipsVerifiedUnits(t *testing.T) {
 	base := opts(src, dst, "a", "b", "c", "customer", "payment")
 	base.Order = "name"
 	ctx := testCtx(t)
+	runs := 0
 	runWith := func(cfg ledger.Config, want string) *copy.Report {
 		t.Helper()
-		p, err := copy.MakePlan(ctx, withLedger(base, cfg))
+		runs++
+		o := withLedger(base, cfg)
+		o.RunID = fmt.Sprintf("run-%d", runs)
+		p, err := copy.MakePlan(ctx, o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -132,7 +140,7 @@ func TestResumeSkipsVerifiedUnits(t *testing.T) {
 	}
 	runWith(ledger.Config{}, all(copy.StatusOK))
 	rep := runWith(ledger.Config{}, all(copy.StatusSkipped))
-	if !strings.Contains(rep.Units[0].Note, "verified by run 1 on ") {
+	if !strings.Contains(rep.Units[0].Note, "verified by run run-1 on ") {
 		t.Errorf("skipped unit's note: %q", rep.Units[0].Note)
 	}
 	// A shape change on either side.
@@ -182,10 +190,12 @@ func TestClaimedUnitIsLeftToTheOtherRun(t *testing.T) {
 	}
 	o := opts(f.src, f.dst, "big", "t2", "t3")
 	o.Order = "name" // big first
+	o.RunID = "first"
 	first := start(ctx, withLedger(o, ledger.Config{}))
 	waitFor(t, "the first run's copy of big to wait", func() bool {
 		return pgtest.QueryString(t, f.dst, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = 4242") != "0"
 	})
+	o.RunID = "second"
 	second := start(ctx, withLedger(o, ledger.Config{}))
 	waitFor(t, "the second run to copy t2 and t3", func() bool {
 		return pgtest.QueryString(t, f.dst, `SELECT count(*) FROM lockstep.units WHERE outcome = 'ok'
@@ -207,7 +217,7 @@ func TestClaimedUnitIsLeftToTheOtherRun(t *testing.T) {
 	if got := statuses(b.rep); got != `"public"."big"=skipped "public"."t2"=ok "public"."t3"=ok` {
 		t.Errorf("second run: %s", got)
 	}
-	if n := b.rep.Units[0].Note; !strings.Contains(n, fmt.Sprintf("copied and verified by run %d on ", a.rep.RunID)) {
+	if n := b.rep.Units[0].Note; !strings.Contains(n, "copied and verified by run first on ") {
 		t.Errorf("second run's note on big: %q", n)
 	}
 	if got := pgtest.QueryString(t, f.dst, "SELECT string_agg(unit || ':' || n, ' ' ORDER BY unit) FROM (SELECT unit, count(*) n FROM lockstep.units WHERE outcome = 'ok' GROUP BY unit) x"); got != `"public"."big":1 "public"."t2":1 "public"."t3":1` {

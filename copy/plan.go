@@ -298,10 +298,8 @@ func (p *Plan) Execute(ctx context.Context) (*Report, error) {
 		rep.Failed++
 	}
 	if p.resume != nil {
-		led := p.opts.ledger()
-		rep.RunID = led.RunID()
-		if lerr := led.Close(ctx, runOutcome(rep, err), rep.Skipped); lerr != nil {
-			p.opts.Logger.Warn("the ledger did not record the run's outcome", "run", rep.RunID, "error", lerr)
+		if lerr := p.opts.ledger().Close(ctx, runOutcome(rep, err), rep.Skipped); lerr != nil {
+			p.opts.Logger.Warn("the ledger did not record the run's outcome", "error", lerr)
 		}
 	}
 	return rep, err

@@ -212,11 +212,9 @@ type Report struct {
 	Interrupted int           `json:"interrupted"`
 	// Skipped units have a verified copy in the ledger, made by an
 	// earlier run or by another process meanwhile.
-	Skipped int `json:"skipped"`
-	// RunID is the run's id in the ledger (0: --ledger none).
-	RunID int64 `json:"run_id,omitempty"`
-	Rows  int64 `json:"rows"`
-	Bytes int64 `json:"bytes"`
+	Skipped int   `json:"skipped"`
+	Rows    int64 `json:"rows"`
+	Bytes   int64 `json:"bytes"`
 	// Writes-blocked times of the units that committed.
 	BlockedP50 time.Duration `json:"writes_blocked_p50_ns"`
 	BlockedP95 time.Duration `json:"writes_blocked_p95_ns"`
@@ -278,16 +276,11 @@ func (r *Report) MBps() float64 {
 	return float64(r.Bytes) / 1e6 / r.Elapsed.Seconds()
 }
 
-// Summary is the run's closing line; it ends with the run's id in the
-// ledger, when there is one.
+// Summary is the run's closing line.
 func (r *Report) Summary() string {
-	run := ""
-	if r.RunID != 0 {
-		run = fmt.Sprintf(" run=%d", r.RunID)
-	}
 	return fmt.Sprintf("total: %d units ok, %d failed, %d mismatched, %d interrupted, %d not started, %d skipped; rows=%d bytes=%.1fMB in %s (%.1fMB/s); writes blocked p50=%s p95=%s max=%s",
 		r.OK, r.Failed, r.Mismatch, r.Interrupted, r.Left, r.Skipped, r.Rows, float64(r.Bytes)/1e6, r.Elapsed.Round(time.Millisecond), r.MBps(),
-		ms(r.BlockedP50), ms(r.BlockedP95), ms(r.BlockedMax)) + run
+		ms(r.BlockedP50), ms(r.BlockedP95), ms(r.BlockedMax))
 }
 
 // WriteTable prints one row per unit, names escaped as in String; units

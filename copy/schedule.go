@@ -65,7 +65,7 @@ func newScheduler(opts *Options, groups []partition.Group, rep *Report, r *resum
 		if r != nil {
 			s.keys[i], s.shapes[i] = r.keys[i], r.shapes[i]
 			if rec := r.skipped[i]; rec != nil {
-				s.skip(i, rec, fmt.Sprintf("verified by run %d on %s at %s", rec.Run, rec.Host, rec.Finished.UTC().Format(time.RFC3339)))
+				s.skip(i, rec, fmt.Sprintf("verified by run %s on %s at %s", rec.Run, rec.Host, rec.Finished.UTC().Format(time.RFC3339)))
 				continue
 			}
 		}
@@ -218,7 +218,7 @@ func (s *scheduler) claim(ctx context.Context, i int) bool {
 		s.opts.Logger.Debug("unit claimed by another process; trying it later", "unit", s.groups[i].Name())
 		return false
 	case trusted:
-		s.skip(i, rec, fmt.Sprintf("copied and verified by run %d on %s meanwhile", rec.Run, rec.Host))
+		s.skip(i, rec, fmt.Sprintf("copied and verified by run %s on %s meanwhile", rec.Run, rec.Host))
 		r := s.rep.Units[i]
 		skipped = &r
 		s.notify()

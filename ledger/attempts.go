@@ -70,7 +70,7 @@ func (l *Ledger) insertSQL() string {
 		outcome, verify, attempt, rows, bytes, checksum, member_checksums, format,
 		dest_lock_wait, source_lock_wait, source_lock_held, writes_blocked, copy_time, verify_time,
 		started, dest_xid, shape, error)
-	VALUES ($1::bigint, $2::text, $3::text, $4::text, $5::text, $6::text[], $7::text,
+	VALUES ($1::text, $2::text, $3::text, $4::text, $5::text, $6::text[], $7::text,
 		$8::text, $9::text, $10::int, $11::bigint, $12::bigint, $13::text, $14::text[], $15::text,
 		$16::bigint * interval '1 microsecond', $17::bigint * interval '1 microsecond', $18::bigint * interval '1 microsecond',
 		$19::bigint * interval '1 microsecond', $20::bigint * interval '1 microsecond', $21::bigint * interval '1 microsecond',

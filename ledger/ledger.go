@@ -39,6 +39,7 @@ type Config struct {
 
 // RunInfo is what the run tells the ledger when it starts.
 type RunInfo struct {
+	ID     string // the run id (copy.NewRunID), the same in logs, metrics and reports
 	Units  int    // units planned
 	Verify string // the run's verification: checksum, count or none
 }
@@ -54,7 +55,7 @@ type Ledger struct {
 	mu        sync.Mutex
 	conn      *pgx.Conn
 	reconnect func(context.Context) (*pgx.Conn, error)
-	run       int64
+	run       string
 	cutoff    *time.Time // records finished before it are not trusted; nil: all are
 	verify    string
 }
@@ -73,8 +74,8 @@ func New(cfg Config) *Ledger {
 // Schema is the ledger's schema, unquoted.
 func (l *Ledger) Schema() string { return l.cfg.Schema }
 
-// RunID is the run's id in the ledger (0 before Open).
-func (l *Ledger) RunID() int64 { return l.run }
+// RunID is the run's id ("" before Open).
+func (l *Ledger) RunID() string { return l.run }
 
 // LockstepVersion is this binary's module version and VCS revision, as the
 // Go toolchain recorded them.
@@ -112,7 +113,7 @@ func LockstepVersion() string {
 func (l *Ledger) Open(ctx context.Context, conn *pgx.Conn, reconnect func(context.Context) (*pgx.Conn, error), info RunInfo) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.conn, l.reconnect, l.verify = conn, reconnect, info.Verify
+	l.conn, l.reconnect, l.verify, l.run = conn, reconnect, info.Verify, info.ID
 	if err := l.start(ctx, info); err != nil {
 		conn.Close(context.WithoutCancel(ctx))
 		l.conn = nil
@@ -134,10 +135,10 @@ func (l *Ledger) start(ctx context.Context, info RunInfo) error {
 	if l.cfg.Since > 0 {
 		since = l.cfg.Since.Microseconds()
 	}
-	err = l.conn.QueryRow(ctx, `INSERT INTO `+l.schema+`.runs (host, pid, lockstep_version, options, units, trust_since)
-		VALUES ($1, $2, $3, $4::jsonb, $5, CASE WHEN $6 THEN pg_catalog.now() ELSE pg_catalog.now() - $7::bigint * interval '1 microsecond' END)
-		RETURNING id, trust_since`,
-		host, os.Getpid(), LockstepVersion(), string(opts), info.Units, l.cfg.Redo, since).Scan(&l.run, &l.cutoff)
+	err = l.conn.QueryRow(ctx, `INSERT INTO `+l.schema+`.runs (id, host, pid, lockstep_version, options, units, trust_since)
+		VALUES ($1, $2, $3, $4, $5::jsonb, $6, CASE WHEN $7 THEN pg_catalog.now() ELSE pg_catalog.now() - $8::bigint * interval '1 microsecond' END)
+		RETURNING trust_since`,
+		l.run, host, os.Getpid(), LockstepVersion(), string(opts), info.Units, l.cfg.Redo, since).Scan(&l.cutoff)
 	if err != nil {
 		if isPrivilege(err) {
 			return &PrivilegeError{Schema: l.cfg.Schema, Err: err, What: "the role may not write to it (GRANT USAGE ON SCHEMA, and SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA)"}
@@ -153,21 +154,20 @@ func (l *Ledger) start(ctx context.Context, info RunInfo) error {
 // lifts idle_session_timeout (14+), which would end the session, and the
 // claims on it, while a long unit runs.
 func (l *Ledger) holdRun(ctx context.Context, conn *pgx.Conn) error {
-	_, err := conn.Exec(ctx, `SELECT pg_catalog.pg_advisory_lock($1, $2),
+	_, err := conn.Exec(ctx, `SELECT pg_catalog.pg_advisory_lock($1),
 		pg_catalog.set_config('default_transaction_isolation', 'read committed', false),
 		CASE WHEN pg_catalog.current_setting('server_version_num')::int >= 140000
 		THEN pg_catalog.set_config('idle_session_timeout', '0', false) END`,
-		runLockKey(l.cfg.Schema), runLockID(l.run))
+		runLockKey(l.cfg.Schema, l.run))
 	if err != nil {
 		return fmt.Errorf("destination: ledger: %w", err)
 	}
 	return nil
 }
 
-// runLockKey and runLockID make the advisory lock (two int4 keys) that a
-// run holds on its ledger connection while it lives.
-func runLockKey(schema string) int32 { return key31(schema, "run") }
-func runLockID(run int64) int32      { return int32(run & 0x7fffffff) }
+// runLockKey is the advisory lock key (one bigint) that a run holds on its
+// ledger connection while it lives.
+func runLockKey(schema, run string) int64 { return key64(schema, "run", run) }
 
 // do runs f on the ledger's connection, opening another first if it was
 // lost. A connection that fails with anything but an SQL error is closed

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,12 +36,18 @@ func open(t *testing.T, dsn string, cfg Config) (*Ledger, error) {
 		t.Fatal(err)
 	}
 	l := New(cfg)
-	if err := l.Open(ctx, conn, dial(t, dsn), RunInfo{Units: 1, Verify: "checksum"}); err != nil {
+	if err := l.Open(ctx, conn, dial(t, dsn), RunInfo{ID: runID(), Units: 1, Verify: "checksum"}); err != nil {
 		return nil, err
 	}
 	t.Cleanup(func() { l.Close(context.Background(), OutcomeOK, 0) })
 	return l, nil
 }
+
+// runID is a run id unique within the test binary (the real ones come from
+// copy.NewRunID, which this package does not import).
+func runID() string { return fmt.Sprintf("run-%d", runSeq.Add(1)) }
+
+var runSeq atomic.Int64
 
 func mustOpen(t *testing.T, dsn string, cfg Config) *Ledger {
 	t.Helper()
@@ -62,9 +69,9 @@ func TestLedgerUpgradesOlderRefusesNewer(t *testing.T) {
 	if err := setup(ctx, conn, DefaultSchema, 1, "older"); err != nil {
 		t.Fatalf("version 1: %v", err)
 	}
-	pgtest.Exec(t, dsn, `INSERT INTO lockstep.runs (host, pid, lockstep_version, options, units) VALUES ('old', 1, 'older', '{}', 1);
+	pgtest.Exec(t, dsn, `INSERT INTO lockstep.runs (id, host, pid, lockstep_version, options, units) VALUES ('old-run', 'old', 1, 'older', '{}', 1);
 		INSERT INTO lockstep.units (run_id, unit_key, unit, source_relation, dest_relation, outcome, verify, attempt, shape)
-		VALUES (1, 'k', 'k', 's', 'd', 'ok', 'checksum', 1, 'x')`)
+		VALUES ('old-run', 'k', 'k', 's', 'd', 'ok', 'checksum', 1, 'x')`)
 	if got := pgtest.QueryString(t, dsn, "SELECT count(*) FROM pg_indexes WHERE schemaname = 'lockstep' AND indexname = 'units_latest'"); got != "0" {
 		t.Fatalf("version 1 has the index of version 2")
 	}

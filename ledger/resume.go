@@ -11,7 +11,7 @@ import (
 // Record is a unit's latest attempt in the ledger.
 type Record struct {
 	ID       int64     `json:"id"`
-	Run      int64     `json:"run"`
+	Run      string    `json:"run"`
 	Host     string    `json:"host"`
 	Outcome  string    `json:"outcome"`
 	Verify   string    `json:"verify"`

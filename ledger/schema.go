@@ -30,7 +30,7 @@ var migrations = []string{
 	);
 	INSERT INTO %[1]s.version (version, by_lockstep) VALUES (0, '');
 	CREATE TABLE %[1]s.runs (
-		id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+		id text PRIMARY KEY,
 		started timestamptz NOT NULL DEFAULT pg_catalog.now(),
 		finished timestamptz,
 		host text NOT NULL,
@@ -48,7 +48,7 @@ var migrations = []string{
 		id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 		-- No foreign key: checking one would lock the run's row in every
 		-- unit's transaction, while it holds its tables' locks.
-		run_id bigint NOT NULL,
+		run_id text NOT NULL,
 		unit_key text NOT NULL,
 		unit text NOT NULL,
 		source_relation text NOT NULL,
@@ -119,9 +119,6 @@ func key64(parts ...string) int64 {
 	h := sha256.Sum256([]byte("lockstep\x00" + strings.Join(parts, "\x00")))
 	return int64(binary.BigEndian.Uint64(h[:8]))
 }
-
-// key31 is a non-negative 31-bit advisory lock key for parts.
-func key31(parts ...string) int32 { return int32(uint64(key64(parts...)) >> 33) }
 
 // setup brings the ledger in schema to the current version, creating it
 // when it does not exist, in one transaction that holds an advisory lock

@@ -16,7 +16,7 @@ type Unit struct {
 
 // StatusQuery says what status reads.
 type StatusQuery struct {
-	Run   int64         // the units of this run (0: none)
+	Run   string        // the units of this run ("": none)
 	Units []Unit        // the units of a selection (nil: none)
 	Since time.Duration // trust only copies this young (0: any)
 	Runs  int           // how many recent runs to list
@@ -24,7 +24,7 @@ type StatusQuery struct {
 
 // RunSummary is one run as status lists it.
 type RunSummary struct {
-	ID       int64      `json:"id"`
+	ID       string     `json:"id"`
 	Started  time.Time  `json:"started"`
 	Finished *time.Time `json:"finished,omitempty"`
 	Host     string     `json:"host"`
@@ -56,7 +56,7 @@ type UnitState struct {
 	Why         string  `json:"why,omitempty"`
 	Verified    *Record `json:"last_verified,omitempty"` // its last verified copy
 	LastFailure *Record `json:"last_failure,omitempty"`
-	InFlight    int64   `json:"in_flight_run,omitempty"` // the run claiming it now
+	InFlight    string  `json:"in_flight_run,omitempty"` // the run claiming it now
 }
 
 // Status is what the ledger holds about recent runs and some units.
@@ -99,10 +99,10 @@ func ReadStatus(ctx context.Context, q Querier, schema string, sq StatusQuery) (
 	units := sq.Units
 	list := true
 	switch {
-	case sq.Run != 0:
+	case sq.Run != "":
 		units, err = unitsOf(ctx, q, s, "WHERE run_id = $1", sq.Run)
 	case units == nil:
-		units, err = unitsOf(ctx, q, s, "WHERE $1::bigint IS NOT NULL", 0)
+		units, err = unitsOf(ctx, q, s, "WHERE $1::text IS NOT NULL", "")
 		list = false
 	}
 	if err != nil {
@@ -133,22 +133,22 @@ func ReadStatus(ctx context.Context, q Querier, schema string, sq StatusQuery) (
 func readRuns(ctx context.Context, q Querier, schema string, sq StatusQuery) ([]RunSummary, error) {
 	s := quote(schema)
 	limit := sq.Runs
-	if sq.Run != 0 {
+	if sq.Run != "" {
 		limit = 1
+	}
+	held, err := advisoryLocks(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("destination: ledger: runs: %w", err)
 	}
 	rows, err := q.Query(ctx, `
 		SELECT r.id, r.started, r.finished, r.host, r.pid, r.lockstep_version, r.units, r.skipped, coalesce(r.outcome, ''),
 			count(u.id) FILTER (WHERE u.outcome = 'ok'),
 			count(u.id) FILTER (WHERE u.outcome IN ('failed', 'mismatch', 'interrupted')),
 			coalesce(sum(u.rows) FILTER (WHERE u.outcome = 'ok'), 0)::bigint,
-			coalesce(sum(u.bytes) FILTER (WHERE u.outcome = 'ok'), 0)::bigint,
-			EXISTS (SELECT FROM pg_catalog.pg_locks l
-				WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
-				AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
-				AND l.classid = $2::bigint::oid AND l.objid = (r.id & 2147483647)::oid)
+			coalesce(sum(u.bytes) FILTER (WHERE u.outcome = 'ok'), 0)::bigint
 		FROM `+s+`.runs r LEFT JOIN `+s+`.units u ON u.run_id = r.id
-		WHERE $1::bigint = 0 OR r.id = $1
-		GROUP BY r.id ORDER BY r.id DESC LIMIT $3`, sq.Run, int64(runLockKey(schema)), limit)
+		WHERE $1::text = '' OR r.id = $1
+		GROUP BY r.id ORDER BY r.started DESC, r.id DESC LIMIT $2`, sq.Run, limit)
 	if err != nil {
 		return nil, fmt.Errorf("destination: ledger: runs: %w", err)
 	}
@@ -156,14 +156,13 @@ func readRuns(ctx context.Context, q Querier, schema string, sq StatusQuery) ([]
 	out := []RunSummary{}
 	for rows.Next() {
 		var r RunSummary
-		var alive bool
 		if err := rows.Scan(&r.ID, &r.Started, &r.Finished, &r.Host, &r.PID, &r.Version, &r.Units, &r.Skipped, &r.Outcome,
-			&r.OK, &r.Failed, &r.Rows, &r.Bytes, &alive); err != nil {
+			&r.OK, &r.Failed, &r.Rows, &r.Bytes); err != nil {
 			return nil, fmt.Errorf("destination: ledger: runs: %w", err)
 		}
 		switch {
 		case r.Outcome != "":
-		case alive:
+		case held[runLockKey(schema, r.ID)]:
 			r.Outcome = "running"
 		default:
 			r.Outcome = "died"
@@ -173,7 +172,7 @@ func readRuns(ctx context.Context, q Querier, schema string, sq StatusQuery) ([]
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("destination: ledger: runs: %w", err)
 	}
-	if sq.Run != 0 && len(out) == 0 {
+	if sq.Run != "" && len(out) == 0 {
 		return nil, &NoRunError{Run: sq.Run, Schema: schema}
 	}
 	return out, nil
@@ -181,17 +180,38 @@ func readRuns(ctx context.Context, q Querier, schema string, sq StatusQuery) ([]
 
 // NoRunError says status was asked about a run the ledger does not hold.
 type NoRunError struct {
-	Run    int64
+	Run    string
 	Schema string
 }
 
 func (e *NoRunError) Error() string {
-	return fmt.Sprintf("destination: the ledger in schema %s has no run %d", quote(e.Schema), e.Run)
+	return fmt.Sprintf("destination: the ledger in schema %s has no run %q", quote(e.Schema), e.Run)
+}
+
+// advisoryLocks are the advisory locks (of one bigint key) held in this
+// database now: runs' own locks and claims.
+func advisoryLocks(ctx context.Context, q Querier) (map[int64]bool, error) {
+	rows, err := q.Query(ctx, `SELECT (l.classid::bigint << 32) | l.objid::bigint FROM pg_catalog.pg_locks l
+		WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+		AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[int64]bool{}
+	for rows.Next() {
+		var key int64
+		if err := rows.Scan(&key); err != nil {
+			return nil, err
+		}
+		out[key] = true
+	}
+	return out, rows.Err()
 }
 
 // unitsOf lists the units attempted in the runs where says, in the order
 // of their first attempt, with their latest names.
-func unitsOf(ctx context.Context, q Querier, s, where string, arg int64) ([]Unit, error) {
+func unitsOf(ctx context.Context, q Querier, s, where string, arg string) ([]Unit, error) {
 	rows, err := q.Query(ctx, `SELECT unit_key, (array_agg(unit ORDER BY id DESC))[1] FROM `+s+`.units `+where+`
 		GROUP BY unit_key ORDER BY min(id)`, arg)
 	if err != nil {
@@ -297,8 +317,8 @@ func latestWhere(ctx context.Context, q Querier, s string, keys []string, cond s
 
 // claimsHeld maps the claim keys held now in this database to the run
 // holding each (by its ledger connection's backend).
-func claimsHeld(ctx context.Context, q Querier, s string) (map[int64]int64, error) {
-	rows, err := q.Query(ctx, `SELECT (l.classid::bigint << 32) | l.objid::bigint, coalesce(r.id, 0)
+func claimsHeld(ctx context.Context, q Querier, s string) (map[int64]string, error) {
+	rows, err := q.Query(ctx, `SELECT (l.classid::bigint << 32) | l.objid::bigint, coalesce(r.id, '')
 		FROM pg_catalog.pg_locks l
 		LEFT JOIN `+s+`.runs r ON r.backend_pid = l.pid AND r.finished IS NULL
 		WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
@@ -307,13 +327,14 @@ func claimsHeld(ctx context.Context, q Querier, s string) (map[int64]int64, erro
 		return nil, err
 	}
 	defer rows.Close()
-	out := map[int64]int64{}
+	out := map[int64]string{}
 	for rows.Next() {
-		var key, run int64
+		var key int64
+		var run string
 		if err := rows.Scan(&key, &run); err != nil {
 			return nil, err
 		}
-		if run != 0 {
+		if run != "" {
 			out[key] = run
 		}
 	}

@@ -23,9 +23,9 @@ import (
 var Buckets = []float64{0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
 
 // Outcomes are the values of the outcome label: a copy.Status with "_"
-// for spaces.
+// for spaces. The first four are those of units that ran.
 var Outcomes = []string{outcome(copy.StatusOK), outcome(copy.StatusFailed), outcome(copy.StatusMismatch),
-	outcome(copy.StatusInterrupted), outcome(copy.StatusNotStarted)}
+	outcome(copy.StatusInterrupted), outcome(copy.StatusNotStarted), outcome(copy.StatusSkipped)}
 
 func outcome(s copy.Status) string { return strings.ReplaceAll(string(s), " ", "_") }
 
@@ -126,13 +126,13 @@ func New(cfg Config) *Run {
 	r.exitCode.Set(-1)
 	r.planned = gauge("units_planned", "Units in the run's plan.")
 	r.units = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lockstep_units_total",
-		Help: "Units ended, by outcome (ok, failed, mismatch, interrupted; not_started is counted at exit)."}, []string{"outcome"})
+		Help: "Units ended, by outcome (ok, failed, mismatch, interrupted, skipped: the run ledger holds a verified copy; not_started is counted at exit)."}, []string{"outcome"})
 	reg.MustRegister(r.units)
 	for _, o := range Outcomes {
 		r.units.WithLabelValues(o)
 	}
 	r.inFlight = gauge("units_in_flight", "Units running now.")
-	r.remaining = gauge("units_remaining", "Units of the plan that have not ended ok: still to run, running, or to be run again by a later run.")
+	r.remaining = gauge("units_remaining", "Units of the plan that have not ended ok or skipped: still to run, running, or to be run again by a later run.")
 	r.remainingBytes = gauge("remaining_estimated_bytes", "The plan's size estimate of the units remaining (bytes); divided by a rate, the time they need.")
 	r.rows = counter("rows_total", "Rows of the units that ended ok: copied and committed (copy), or compared equal (verify).")
 	r.bytes = counter("bytes_total", "Bytes streamed by the units that ended ok (COPY data as sent).")
@@ -206,8 +206,21 @@ func (r *Run) Planned(units int, estBytes int64) {
 }
 
 func (r *Run) setRemaining() {
-	r.remaining.Set(float64(r.nPlanned - r.counts[outcome(copy.StatusOK)]))
+	r.remaining.Set(float64(r.nPlanned - r.counts[outcome(copy.StatusOK)] - r.counts[outcome(copy.StatusSkipped)]))
 	r.remainingBytes.Set(float64(max(r.estLeft, 0)))
+}
+
+// Resumed records the units the run skips from the start because the run
+// ledger holds their verified copies, and their estimated bytes.
+func (r *Run) Resumed(units int, estBytes int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	o := outcome(copy.StatusSkipped)
+	r.counts[o] += units
+	r.units.WithLabelValues(o).Add(float64(units))
+	r.estLeft -= estBytes
+	r.setRemaining()
+	r.writeLogged()
 }
 
 // UnitStarted counts a unit in flight (copy.Options.OnStart).
@@ -230,10 +243,17 @@ func (r *Run) SetDeadline(t time.Time) {
 func (r *Run) UnitDone(res copy.Result) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.inFlight.Dec()
 	o := outcome(res.Status)
 	r.counts[o]++
 	r.units.WithLabelValues(o).Inc()
+	if res.Status == copy.StatusSkipped {
+		// Another process copied it meanwhile; it never started here.
+		r.estLeft -= res.EstBytes
+		r.setRemaining()
+		r.writeLogged()
+		return
+	}
+	r.inFlight.Dec()
 	if res.Status == copy.StatusOK {
 		r.rows.Add(float64(res.Rows))
 		r.bytes.Add(float64(res.Bytes))
@@ -273,7 +293,7 @@ func (r *Run) Finish(rep *copy.Report, exitCode int) error {
 	if rep != nil {
 		for o, n := range map[string]int{outcome(copy.StatusOK): rep.OK, outcome(copy.StatusFailed): rep.Failed,
 			outcome(copy.StatusMismatch): rep.Mismatch, outcome(copy.StatusInterrupted): rep.Interrupted,
-			outcome(copy.StatusNotStarted): rep.Left} {
+			outcome(copy.StatusNotStarted): rep.Left, outcome(copy.StatusSkipped): rep.Skipped} {
 			if d := n - r.counts[o]; d > 0 {
 				r.units.WithLabelValues(o).Add(float64(d))
 				r.counts[o] = n

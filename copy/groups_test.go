@@ -289,3 +289,49 @@ func TestCheckFKsCountsOrphans(t *testing.T) {
 		t.Errorf("unchecked keys: %+v", rep.ForeignKeys)
 	}
 }
+
+// A group locks the tables that reference others first; a deadlock with an
+// application transaction that locked them the other way round costs
+// lockstep a retry, not the application its transaction.
+func TestGroupLockDeadlockIsRetried(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	mustExec(t, src, fkSchema+fkRows)
+	mustExec(t, dst, fkSchema+`INSERT INTO parent VALUES (-1, 'app');`)
+	ctx := context.Background()
+	app := connect(t, dst)
+	tx, err := app.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	// The application holds parent, and will write child_b next.
+	if _, err := tx.Exec(ctx, "UPDATE parent SET name = 'app2' WHERE id = -1"); err != nil {
+		t.Fatal(err)
+	}
+	o := opts(src, dst, "parent", "child_a", "child_b")
+	o.LockTimeout, o.LockRetries, o.RetryBackoff = 5*time.Second, 3, 200*time.Millisecond
+	done := start(testCtx(t), o)
+	// lockstep holds the child tables and waits for parent...
+	waitFor(t, "lockstep waiting for parent", func() bool {
+		return pgtest.QueryString(t, dst, `SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+			WHERE NOT l.granted AND a.application_name = 'lockstep' AND l.relation = 'parent'::regclass`) == "1"
+	})
+	// ...when the application writes child_b: a deadlock.
+	if _, err := tx.Exec(ctx, "INSERT INTO child_b VALUES (-1, -1, NULL, 'app')"); err != nil {
+		t.Fatalf("the application's write failed: %v", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("copy: %v", r.err)
+	}
+	if u := r.rep.Units[0]; u.Attempts < 2 {
+		t.Errorf("attempts %d: want the deadlock retried", u.Attempts)
+	}
+	if a, b := fkDigest(t, src), fkDigest(t, dst); a != b {
+		t.Errorf("sides differ after the retry")
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -126,16 +125,33 @@ func (w *worker) conn(sd *side) *pgx.Conn {
 	return w.srcConn
 }
 
-// targets are the tables a side locks, in name order so that two runs
-// locking overlapping groups cannot deadlock.
+// targets are the tables a side locks, in the order given.
 func targets(ts []partition.Table) []lock.Target {
-	ts = slices.Clone(ts)
-	slices.SortFunc(ts, func(a, b partition.Table) int { return strings.Compare(a.String(), b.String()) })
 	out := make([]lock.Target, len(ts))
 	for i, t := range ts {
 		out[i] = lock.Target{Table: t.Ident(), Only: !t.Partitioned()}
 	}
 	return out
+}
+
+// lockOrder is the order a group's tables are locked in on each side:
+// the tables that reference others before the tables they reference (the
+// reverse of the copy order), the partitioned tables the group truncates
+// for later units, which reference its members, first of all. An
+// application's statement locks the table it writes and then, for its
+// foreign keys, the tables that table references: locking in the same
+// direction, lockstep never holds a referenced table while it waits for a
+// table whose writer will want that referenced one, so the two cannot
+// deadlock over an acyclic schema. The order depends only on the group, so
+// two runs lock shared tables alike. (Should a deadlock happen anyway, the
+// server gives one side up; when it is lockstep's lock, the unit rolls
+// back and retries as after a lock timeout.)
+func lockOrder(g *partition.Group) (src, dst []partition.Table) {
+	dst = append(dst, g.Truncate...)
+	for i := len(g.Units) - 1; i >= 0; i-- {
+		src, dst = append(src, g.Units[i].Source), append(dst, g.Units[i].Dest)
+	}
+	return src, dst
 }
 
 // begin opens the unit's transaction on one side with the statements in
@@ -226,15 +242,12 @@ func (w *worker) attempt(ctx context.Context, g *partition.Group, res *Result) (
 		}
 	}()
 	log := w.opts.Logger.With("unit", g.Name())
-	var srcTables, dstTables []partition.Table
-	for _, u := range g.Units {
-		srcTables, dstTables = append(srcTables, u.Source), append(dstTables, u.Dest)
-	}
+	srcTables, dstTables := lockOrder(g)
 	// 1. Destination first, in one round trip: lock every member (and
 	// every table the group truncates), then empty them. The source is
 	// never write-blocked while the destination lock is awaited.
 	before, after := w.destBegin(g)
-	dg, err := w.begin(ctx, w.dst, append(dstTables, g.Truncate...), before, lock.AccessExclusive, w.opts.LockTimeout, after...)
+	dg, err := w.begin(ctx, w.dst, dstTables, before, lock.AccessExclusive, w.opts.LockTimeout, after...)
 	res.DestLockWait = dg.Wait
 	if err != nil {
 		return err

@@ -63,10 +63,17 @@ type TimeoutError struct {
 	Mode     Mode
 	Timeout  time.Duration
 	Blockers []Blocker
+	// Deadlock: the server found the wait in a deadlock with other
+	// sessions and gave up this request (which released them); as
+	// retryable as a timeout.
+	Deadlock bool
 }
 
 func (e *TimeoutError) Error() string {
 	msg := fmt.Sprintf("%s: %s lock on %s not granted within %s", e.Side, e.Mode, e.Table, e.Timeout)
+	if e.Deadlock {
+		msg = fmt.Sprintf("%s: %s lock on %s given up: the server found it in a deadlock with other sessions", e.Side, e.Mode, e.Table)
+	}
 	if len(e.Blockers) == 0 {
 		return msg + " (the blocking backend had gone by the time it was looked up)"
 	}
@@ -185,6 +192,8 @@ func Acquire(ctx context.Context, conn *pgx.Conn, r Request) (Grant, error) {
 	switch {
 	case errors.As(err, &pgErr) && pgErr.Code == "55P03" && done == at:
 		return g, &TimeoutError{Side: r.Side, Table: r.tableNames(), Mode: r.Mode, Timeout: r.Timeout, Blockers: seen}
+	case errors.As(err, &pgErr) && pgErr.Code == "40P01" && done == at:
+		return g, &TimeoutError{Side: r.Side, Table: r.tableNames(), Mode: r.Mode, Timeout: r.Timeout, Blockers: seen, Deadlock: true}
 	case err == nil:
 		return g, nil
 	case done == at:

@@ -16,8 +16,8 @@ import (
 // TRUNCATE of a table fails while another table references it through a
 // foreign key, unless that table is truncated in the same statement. So the
 // selected tables that reference one another are one unit group, copied in
-// one pair of transactions: every member locked on the destination (in name
-// order, so two runs cannot deadlock), then on the source, one TRUNCATE of
+// one pair of transactions: every member locked on the destination
+// (referencing tables first: see copy's lockOrder), then on the source, one TRUNCATE of
 // them all, a COPY of each member with referenced tables before the tables
 // that reference them (so the foreign keys are checked as rows arrive),
 // each member verified, one commit point. Groups are the connected

@@ -148,6 +148,13 @@ func TestResumeSkipsVerifiedUnits(t *testing.T) {
 	mustExec(t, src, "ALTER TABLE c ALTER COLUMN id TYPE bigint")
 	mustExec(t, dst, "ALTER TABLE c ALTER COLUMN id TYPE bigint")
 	runWith(ledger.Config{}, `"public"."a"=skipped "public"."b"=ok "public"."c"=ok "public"."customer"=skipped "public"."payment_1"=skipped "public"."payment_2"=skipped`)
+	// A table dropped and created again on the destination (empty, same
+	// columns) is another table: copied again.
+	mustExec(t, dst, "DROP TABLE a; CREATE TABLE a (id int PRIMARY KEY)")
+	runWith(ledger.Config{}, `"public"."a"=ok "public"."b"=skipped "public"."c"=skipped "public"."customer"=skipped "public"."payment_1"=skipped "public"."payment_2"=skipped`)
+	if count(t, dst, "a") != 10 {
+		t.Fatal("the recreated table was not copied")
+	}
 	// A failure is copied again by the next run.
 	mustExec(t, dst, `CREATE FUNCTION no() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'no'; END $$;
 		CREATE TRIGGER no BEFORE INSERT ON a FOR EACH ROW EXECUTE FUNCTION no();`)

@@ -103,6 +103,7 @@ func plan(ctx context.Context, src, dst *side, opts *Options) ([]partition.Group
 		DisableTriggers: opts.DisableTriggers,
 		Sequences:       opts.sequenceMode(),
 		Progress:        opts.OnPlan,
+		Warn:            func(msg string) { opts.Logger.Warn(msg) },
 		SkipMissing:     opts.skipMissing, // --create-missing: see create.go
 	})
 }

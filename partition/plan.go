@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
 	"golang.org/x/sync/errgroup"
 
 	"lockstep/verify"
@@ -220,6 +222,9 @@ type Options struct {
 	Sequences SequenceMode
 	// Progress, when set, is told each stage as planning enters it.
 	Progress func(stage string)
+	// Warn, when set, is told what the plan goes on despite (foreign keys
+	// among the selected tables that differ between the sides).
+	Warn func(msg string)
 }
 
 func (o Options) stage(s string) {
@@ -317,7 +322,44 @@ func Plan(ctx context.Context, src, dst Querier, o Options) ([]Group, error) {
 		}
 		return orderGroups(groups, o.Order), nil
 	}
+	if o.Warn != nil {
+		for _, w := range keysDiffer(all, sc.keys, dc.fks.keys) {
+			o.Warn(w)
+		}
+	}
 	return groupUnits(units, dc.fks, o.FKMode, o.Order)
+}
+
+// keysDiffer lists the foreign keys among the selected tables that one side
+// has and the other lacks (by constraint and table names). The groups follow
+// the destination's, where TRUNCATE runs; a difference is worth a look.
+func keysDiffer(pairs []tablePair, src, dst []ForeignKey) []string {
+	selected := map[string]bool{}
+	for _, p := range pairs {
+		selected[p.s.String()], selected[p.d.String()] = true, true
+	}
+	sig := func(keys []ForeignKey) map[string]bool {
+		out := map[string]bool{}
+		for _, k := range keys {
+			if !k.PartitionClone && selected[k.Referencing.String()] && selected[k.Referenced.String()] {
+				out[fmt.Sprintf("%s on %s -> %s", pgx.Identifier{k.Name}.Sanitize(), k.Referencing, k.Referenced)] = true
+			}
+		}
+		return out
+	}
+	s, d := sig(src), sig(dst)
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(s)) {
+		if !d[k] {
+			out = append(out, "destination: lacks the source's foreign key "+k+" (units are grouped by the destination's foreign keys)")
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(d)) {
+		if !s[k] {
+			out = append(out, "source: lacks the destination's foreign key "+k+" (the source's rows may not satisfy it)")
+		}
+	}
+	return out
 }
 
 type tablePair struct {
@@ -509,6 +551,7 @@ type catalog struct {
 	role        string
 	rowSecurity map[uint32]error     // the tables whose row-level security would hide rows
 	fks         *fkGraph             // destination, for a copy
+	keys        []ForeignKey         // source, for a copy: to compare with the destination's
 	triggers    map[uint32][]Trigger // destination
 	foreignKeys map[uint32][]string  // destination
 	estimates   map[uint32]Estimate  // source; destination for destination-only leaves
@@ -537,6 +580,11 @@ func readCatalogs(ctx context.Context, src, dst Querier, all []tablePair, o Opti
 	g.Go(func() (err error) {
 		if sc.columns, err = columnsOf(ctx, src, ss); err != nil {
 			return wrapSide("source", "columns", err)
+		}
+		if o.Copy && o.Warn != nil {
+			if sc.keys, err = foreignKeysOf(ctx, src, ss, false); err != nil {
+				return wrapSide("source", "foreign keys referencing the tables", err)
+			}
 		}
 		if sc.privileges, sc.role, err = privilegesOf(ctx, src, ss); err != nil {
 			return wrapSide("source", "privileges", err)
@@ -627,7 +675,7 @@ func planUnit(s, d Table, sc, dc *catalog, o Options) (Unit, error) {
 	}
 	u := Unit{Source: s, Dest: d, Columns: cols, Skipped: skipped, Binary: binary, FormatWhy: why, Freeze: d.Kind == "r",
 		Estimate: sc.estimates[s.OID], DestTriggers: dc.triggers[d.OID], DestForeignKeys: dc.foreignKeys[d.OID],
-		Shape: Shape(sc.columns[s.OID], dc.columns[d.OID])}
+		Shape: Shape(s, d, sc.columns[s.OID], dc.columns[d.OID])}
 
 	if n, ok := sc.counts[s.OID]; ok {
 		u.Estimate.Rows, u.Estimate.Exact = n, true

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -105,5 +106,33 @@ func TestPlanQueriesIndependentOfUnits(t *testing.T) {
 	_, s64, d64 := planQueries(t, src, dst, Options{Copy: true, Lock: true, Selection: Selection{Tables: many}})
 	if s1 != s64 || d1 != d64 {
 		t.Fatalf("1 name: %d/%d queries; 64 names: %d/%d", s1, d1, s64, d64)
+	}
+}
+
+// The plan compares the foreign keys among the selected tables on both
+// sides and warns where they differ: units are grouped by the
+// destination's, where TRUNCATE runs.
+func TestPlanWarnsWhenForeignKeysDiffer(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	pgtest.Exec(t, src, `CREATE TABLE p (id int PRIMARY KEY); CREATE TABLE c (id int PRIMARY KEY, pid int CONSTRAINT c_p REFERENCES p);
+		CREATE TABLE d (id int PRIMARY KEY, pid int);`)
+	pgtest.Exec(t, dst, `CREATE TABLE p (id int PRIMARY KEY); CREATE TABLE c (id int PRIMARY KEY, pid int);
+		CREATE TABLE d (id int PRIMARY KEY, pid int CONSTRAINT d_p REFERENCES p);`)
+	var warned []string
+	o := Options{Copy: true, Lock: true, FKMode: FKGroup, Selection: Selection{Tables: []string{"p", "c", "d"}},
+		Warn: func(m string) { warned = append(warned, m) }}
+	planQueries(t, src, dst, o)
+	got := strings.Join(warned, "\n")
+	for _, want := range []string{
+		`destination: lacks the source's foreign key "c_p" on "public"."c" -> "public"."p"`,
+		`source: lacks the destination's foreign key "d_p" on "public"."d" -> "public"."p"`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("warnings lack %q:\n%s", want, got)
+		}
+	}
+	if len(warned) != 2 {
+		t.Errorf("want 2 warnings, got %q", warned)
 	}
 }

@@ -112,7 +112,7 @@ write_report() {
     echo "PostgreSQL $pgv, two servers on loopback; $(nproc) CPUs${cpu_model:+ ($cpu_model)}"
     echo "server settings: fsync=${PGSERVER_FSYNC:-on}, max_wal_size=4GB, checkpoint_timeout=30min, everything else default"
     echo "data: pgbench_accounts (scale $SCALE, $NPART hash partitions) $ROWS_ACC rows, $(mbof "$BYTES_ACC") MB;"
-    echo "      orders (mixed types, $NPART hash partitions; lockstep copies it as text) $ROWS_ORD rows, $(mbof "$BYTES_ORD") MB;"
+    echo "      orders (mixed types incl. an enum, jsonb, text[], inet; $NPART hash partitions) $ROWS_ORD rows, $(mbof "$BYTES_ORD") MB;"
     echo "      $NUNITS partitions, $ROWS rows, $MB MB as COPY text${BIN_MB:+, $BIN_MB MB as binary COPY}"
     echo "runs: $RUNS per method, interleaved, after $([[ "${WARMUP:-1}" == 1 ]] && echo "one untimed warm-up copy" || echo "no warm-up (WARMUP=0)");"
     echo "      destination truncated (except before (i)) and both servers checkpointed before each run"

@@ -22,7 +22,7 @@ func (l *Ledger) Claim(ctx context.Context, unitKey string) (bool, *Record, erro
 	err := l.do(ctx, func(c *pgx.Conn) error {
 		b := &pgx.Batch{}
 		b.Queue("SELECT pg_catalog.pg_try_advisory_lock($1)", ClaimKey(l.cfg.Schema, unitKey))
-		b.Queue(latestSQL(l.schema), []string{unitKey})
+		b.Queue(latestSQL(l.schema, "true"), []string{unitKey})
 		br := c.SendBatch(ctx, b)
 		defer br.Close()
 		if err := br.QueryRow().Scan(&got); err != nil {

@@ -32,11 +32,12 @@ func scanKeyed(rows pgx.Rows) (string, *Record, error) {
 }
 
 // latestSQL reads the latest attempt of each of the units keyed $1, one
-// index probe per unit.
-func latestSQL(schema string) string {
+// index probe per unit, among the attempts cond admits (a condition on
+// the units row u; "true" admits every attempt).
+func latestSQL(schema, cond string) string {
 	return `SELECT k.key, ` + recordCols + `
 		FROM pg_catalog.unnest($1::text[]) AS k(key)
-		CROSS JOIN LATERAL (SELECT * FROM ` + schema + `.units u WHERE u.unit_key = k.key ORDER BY u.id DESC LIMIT 1) u
+		CROSS JOIN LATERAL (SELECT * FROM ` + schema + `.units u WHERE u.unit_key = k.key AND ` + cond + ` ORDER BY u.id DESC LIMIT 1) u
 		JOIN ` + schema + `.runs r ON r.id = u.run_id`
 }
 
@@ -56,12 +57,17 @@ func (l *Ledger) Latest(ctx context.Context, keys []string) ([]*Record, error) {
 }
 
 func latest(ctx context.Context, q Querier, schema string, keys []string) ([]*Record, error) {
+	return latestWhere(ctx, q, schema, keys, "true")
+}
+
+// latestWhere is latest restricted to the attempts cond admits.
+func latestWhere(ctx context.Context, q Querier, schema string, keys []string, cond string) ([]*Record, error) {
 	out := make([]*Record, len(keys))
 	at := make(map[string]int, len(keys))
 	for i, k := range keys {
 		at[k] = i
 	}
-	rows, err := q.Query(ctx, latestSQL(schema), keys)
+	rows, err := q.Query(ctx, latestSQL(schema, cond), keys)
 	if err != nil {
 		return nil, err
 	}

@@ -290,31 +290,6 @@ func unitStates(ctx context.Context, q Querier, schema string, units []Unit, sin
 	return out, nil
 }
 
-// latestWhere is latest restricted to the attempts cond admits.
-func latestWhere(ctx context.Context, q Querier, s string, keys []string, cond string) ([]*Record, error) {
-	out := make([]*Record, len(keys))
-	at := make(map[string]int, len(keys))
-	for i, k := range keys {
-		at[k] = i
-	}
-	rows, err := q.Query(ctx, `SELECT k.key, `+recordCols+`
-		FROM pg_catalog.unnest($1::text[]) AS k(key)
-		CROSS JOIN LATERAL (SELECT * FROM `+s+`.units u WHERE u.unit_key = k.key AND `+cond+` ORDER BY u.id DESC LIMIT 1) u
-		JOIN `+s+`.runs r ON r.id = u.run_id`, keys)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		key, r, err := scanKeyed(rows)
-		if err != nil {
-			return nil, err
-		}
-		out[at[key]] = r
-	}
-	return out, rows.Err()
-}
-
 // claimsHeld maps the claim keys held now in this database to the run
 // holding each (by its ledger connection's backend).
 func claimsHeld(ctx context.Context, q Querier, s string) (map[int64]string, error) {

@@ -33,3 +33,16 @@ INSERT INTO rental (rental_id, rental_date, inventory_id, customer_id, return_da
 INSERT INTO payment (payment_id, customer_id, staff_id, rental_id, amount, payment_date)
   SELECT g, r.customer_id, r.staff_id, r.rental_id, (g % 11) + 0.99, r.rental_date + interval '1 hour'
   FROM generate_series(1, 16000) g JOIN rental r ON r.rental_id = g;
+-- Every sequence where a loaded database leaves it (pg_dump's data sections
+-- end the same way): at the largest value of the column whose DEFAULT
+-- draws from it (pagila's sequences are not OWNED BY their columns).
+SELECT pg_catalog.setval(d.refobjid::regclass, m.maxval)
+  FROM pg_catalog.pg_attrdef ad
+  JOIN pg_catalog.pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid
+                             AND d.refclassid = 'pg_class'::regclass
+  JOIN pg_catalog.pg_class s ON s.oid = d.refobjid AND s.relkind = 'S'
+  JOIN pg_catalog.pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
+  CROSS JOIN LATERAL (SELECT (xpath('/row/m/text()',
+      query_to_xml(format('SELECT max(%I) AS m FROM %s', a.attname, ad.adrelid::regclass), false, true, '')))[1]::text::bigint AS maxval) m
+ WHERE m.maxval IS NOT NULL
+   AND NOT EXISTS (SELECT FROM pg_catalog.pg_inherits i WHERE i.inhrelid = ad.adrelid);

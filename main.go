@@ -230,7 +230,7 @@ func runFlags() []cli.Flag {
 		&cli.IntFlag{Name: "lock-retries", Value: copy.DefaultLockRetries, Usage: "further attempts after a lock timeout, with backoff and jitter"},
 		&cli.DurationFlag{Name: "stall-timeout", Value: copy.DefaultStallTimeout,
 			Usage: "roll back a unit whose server stays silent this long (a COPY moving no bytes, a statement unanswered); a dead lockstep's locks are freed within about this, a silent one's within 4 times this"},
-		&cli.IntFlag{Name: "jobs", Value: copy.DefaultJobs, Usage: "units run at once, each on its own pair of connections"},
+		&cli.IntFlag{Name: "jobs", Value: copy.DefaultJobs, Usage: "units run at once, each on its own pair of connections; more than the busiest server's spare cores only blocks writes longer"},
 		&cli.BoolFlag{Name: "fail-fast", Usage: "start no new unit after one failed"},
 		&cli.StringFlag{Name: "report", Usage: "write a JSON report of the run to this file, whatever the outcome"},
 		&cli.DurationFlag{Name: "progress-interval", Value: defaultProgressInterval, Usage: "when not on a terminal, print a status line this often"},

@@ -36,6 +36,10 @@
 #         (FORMAT binary) of every destination partition, two sessions as in
 #         (h) (the destination is first filled as (h) fills it, untimed,
 #         unless the run before was (h))
+#   and, only when METHODS names them (the --jobs rule: how many units in
+#   flight pay off on this machine):
+#     (j) lockstep --verify checksum --jobs 3
+#     (k) lockstep --verify checksum --jobs 4
 # One untimed warm-up copy comes first (WAL segment files get created, caches
 # warm). Before every timed run the destination is truncated (except for (i))
 # and both servers checkpoint; after it the row count of every destination
@@ -53,7 +57,8 @@
 #                      quick run
 #     MIXED_ROWS=N     rows of the orders table (default 2000000)
 #     RUNS=N           runs per method (default 3)
-#     METHODS="a b c d e f g h i"  subset of methods to run
+#     METHODS="a b c d e f g h i"  methods to run (default); "c d j k" compares
+#                      verified copies at 1 to 4 jobs
 #     BENCH_OUT=DIR    where logs and results go (default: a new
 #                      /tmp/lockstep-bench.XXXXXX, kept after the run; the
 #                      floor's data files are removed at exit)
@@ -94,7 +99,7 @@ secs() { awk -v u="$1" 'BEGIN { printf "%.2f", u / 1e6 }'; }
 [[ "$MIXED_ROWS" =~ ^[0-9]+$ && "$MIXED_ROWS" -gt 0 ]] || die "MIXED_ROWS must be a positive integer, got '$MIXED_ROWS'"
 [[ "$RUNS" =~ ^[0-9]+$ && "$RUNS" -gt 0 ]] || die "RUNS must be a positive integer, got '$RUNS'"
 for m in $METHODS; do
-    [[ "$m" =~ ^[a-i]$ ]] || die "METHODS may only contain a b c d e f g h i, got '$m'"
+    [[ "$m" =~ ^[a-k]$ ]] || die "METHODS may only contain a b c d e f g h i j k, got '$m'"
 done
 for tool in psql pgbench; do
     command -v "$tool" >/dev/null 2>&1 ||
@@ -120,12 +125,15 @@ else
     say "building lockstep"
     (cd "$ROOT" && go build -o "$BIN" .) || die "go build failed in $ROOT"
 fi
+# The help text is read whole first: grep -q would stop reading at its first
+# match, and under pipefail the SIGPIPE that then ends lockstep fails the test.
+COPY_HELP=$("$BIN" copy --help 2>&1 || true)
 HAVE_JOBS=0
 HAVE_REDO=0
-if "$BIN" copy --help 2>&1 | grep -q -- '--redo'; then
+if grep -q -- '--redo' <<<"$COPY_HELP"; then
     HAVE_REDO=1
 fi
-if "$BIN" copy --help 2>&1 | grep -q -- '--jobs'; then
+if grep -q -- '--jobs' <<<"$COPY_HELP"; then
     HAVE_JOBS=1
 fi
 TIME_BIN=
@@ -137,7 +145,7 @@ NOTES=()
 ACTIVE=()
 active() { [[ " ${ACTIVE[*]} " == *" $1 "* ]]; }
 for m in $METHODS; do
-    if [[ "$m" == [df] && "$HAVE_JOBS" == 0 ]]; then
+    if [[ "$m" == [dfjk] && "$HAVE_JOBS" == 0 ]]; then
         NOTES+=("($m) skipped: this lockstep binary has no --jobs option")
         continue
     fi
@@ -152,7 +160,7 @@ done
 # told to, older ones (0.10, Debian 12) are timed with it and the report says so.
 PGCOPYDB_ARGS=()
 if active g; then
-    if pgcopydb copy table-data --help 2>&1 | grep -q -- '--skip-vacuum'; then
+    if grep -q -- '--skip-vacuum' <<<"$(pgcopydb copy table-data --help 2>&1 || true)"; then
         PGCOPYDB_ARGS+=(--skip-vacuum)
     else
         NOTES+=("(g) $(pgcopydb --version 2>&1 | grep -o 'pgcopydb version [^ ]*' | head -n 1 || echo pgcopydb) has no --skip-vacuum: its time includes the VACUUM ANALYZE it runs on every table it copied (in 2 processes of its own, alongside the copies)")
@@ -301,6 +309,8 @@ method_label() {
     g) echo "(g) pgcopydb table-data, 2 table jobs" ;;
     h) echo "(h) floor: dest binary COPY FROM, 2 at once" ;;
     i) echo "(i) floor: dest binary COPY TO, 2 at once" ;;
+    j) echo "(j) lockstep verify=checksum jobs=3" ;;
+    k) echo "(k) lockstep verify=checksum jobs=4" ;;
     *) echo "$1" ;;
     esac
 }
@@ -325,18 +335,18 @@ run_method() {
     # units an earlier run verified (its cost stays in the figures).
     ((HAVE_REDO)) && lsargs+=(--redo)
     case $m in
-    c | d) lsargs+=(--verify checksum) ;;
+    c | d | j | k) lsargs+=(--verify checksum) ;;
     e | f) lsargs+=(--verify none) ;;
     esac
     if ((HAVE_JOBS)); then
-        case $m in c | e) lsargs+=(--jobs 1) ;; d | f) lsargs+=(--jobs 2) ;; esac
+        case $m in c | e) lsargs+=(--jobs 1) ;; d | f) lsargs+=(--jobs 2) ;; j) lsargs+=(--jobs 3) ;; k) lsargs+=(--jobs 4) ;; esac
     fi
     case $m in a | b) : >"$UNIT_TIMES" ;; esac
     s=$(usec)
     case $m in
     a) for t in "${PARTS[@]}"; do pipeline_unit "$t"; done >"$log" 2>&1 || rc=$? ;;
     b) two_at_a_time pipeline_unit >"$log" 2>&1 || rc=$? ;;
-    c | d | e | f)
+    c | d | e | f | j | k)
         timed "$BIN" copy --source "$SOURCE_DSN" --dest "$DEST_DSN" "${lsargs[@]}" >"$log" 2>&1 || rc=$?
         ;;
     g)
@@ -352,7 +362,7 @@ run_method() {
         die "method $(method_label "$m") failed in run $run (exit $rc); log: $log"
     fi
     case $m in
-    c | d | e | f)
+    c | d | e | f | j | k)
         # One line per unit: "unit writes-blocked-ms copy-ms verify-ms".
         parse_unit_lines <"$log" >"$UNIT_TIMES"
         local n
@@ -430,7 +440,7 @@ done
 REPORT="$OUT/results.txt"
 write_report | tee "$REPORT"
 echo
-echo "logs (lockstep per-unit lines with writes-blocked/copy/verify times): $OUT/{c,d,e,f}-run*.log"
+echo "logs (lockstep per-unit lines with writes-blocked/copy/verify times): $OUT/{c,d,e,f,j,k}-run*.log"
 echo "results: $REPORT (per-run times: $OUT/runs.csv)"
 
 MANY=${MANY-2048 8192}

@@ -128,7 +128,7 @@ write_report() {
     done
 
     local lm=() have_time=
-    for m in "${ACTIVE[@]}"; do [[ $m == [cdefg] ]] && lm+=("$m"); done
+    for m in "${ACTIVE[@]}"; do [[ $m == [cdefgjk] ]] && lm+=("$m"); done
     [[ -n "$TIME_BIN" ]] && have_time=1
     if ((${#lm[@]})); then
         echo
@@ -146,7 +146,7 @@ write_report() {
     fi
 
     local bm=()
-    for m in "${ACTIVE[@]}"; do [[ $m == [abcdef] ]] && bm+=("$m"); done
+    for m in "${ACTIVE[@]}"; do [[ $m == [abcdefjk] ]] && bm+=("$m"); done
     if ((${#bm[@]})); then
         echo
         echo "writes blocked per unit, ms, mean over every run's pgbench_accounts / orders partitions and max"
@@ -169,7 +169,7 @@ write_report() {
     read -r ce _ _ _ <<<"$(cpu e) "
     read -r pc oc _ _ <<<"$(blocked c) "
     read -r pe oe _ _ <<<"$(blocked e) "
-    for m in c d e f; do
+    for m in c d e f j k; do
         read -r _ _ _ r <<<"$(cpu "$m") "
         [[ -n "$r" ]] && { [[ -z "$rss_max" ]] || ((r > rss_max)); } && rss_max=$r
     done
@@ -190,7 +190,7 @@ write_report() {
     ratio=$(div "$oc" "$oe")
     printf '  %-62s %6s   %s\n' "writes-blocked, verified / unverified, 1 job (c / e), orders" "$ratio" \
         "$([[ $ratio != n/a ]] && awk -v r="$ratio" 'BEGIN { printf "verification adds %+.0f%%", (r - 1) * 100 }')"
-    printf '  %-62s %6s   %s\n' "lockstep peak RSS, MB (largest over c-f)" "${rss_max:-n/a}" "$(goal "${rss_max:-n/a}" "<" 64)"
+    printf '  %-62s %6s   %s\n' "lockstep peak RSS, MB (largest over c-f, j, k)" "${rss_max:-n/a}" "$(goal "${rss_max:-n/a}" "<" 64)"
     local floor=n/a
     [[ -n "$h_med" && -n "$i_med" ]] && floor=$(awk -v h="$h_med" -v i="$i_med" 'BEGIN { printf "%.6f", h + i }')
     printf '  %-62s %6s\n' "floor (h) + (i), seconds" "$([[ $floor != n/a ]] && printf '%.2f' "$floor" || echo n/a)"

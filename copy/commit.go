@@ -57,7 +57,7 @@ func (w *worker) commitPoint(ctx context.Context, u *partition.Group, res *Resul
 		w.dstConn = nil
 		rctx, cancel := context.WithTimeout(wctx, w.opts.recheckTimeout)
 		defer cancel()
-		committed, terminated, recorded, rerr := w.recheck(rctx, xid, pid, row.key)
+		committed, terminated, rowID, rerr := w.recheck(rctx, xid, pid, row.key)
 		switch {
 		case rerr != nil:
 			return false, fmt.Errorf("destination: commit outcome unknown (%v), and the re-check failed: %v; the destination may hold the copy: verify it", err, rerr)
@@ -67,7 +67,10 @@ func (w *worker) commitPoint(ctx context.Context, u *partition.Group, res *Resul
 			return false, fmt.Errorf("destination: commit failed (%v); re-check: transaction %d aborted, the destination is as before", err, xid)
 		}
 		res.Note = fmt.Sprintf("the connection was lost during the destination's COMMIT (%v); re-check: transaction %d committed", err, xid)
-		if recorded {
+		if rowID != 0 {
+			// The id of the copy, which the units that must follow this
+			// one compare their records with.
+			res.ledgerID = rowID
 			res.Note += ", and the ledger holds its row"
 		}
 		w.opts.Logger.Warn("destination commit outcome was unknown; re-check shows it committed",
@@ -103,11 +106,11 @@ func (w *worker) commitPoint(ctx context.Context, u *partition.Group, res *Resul
 //
 // With a ledger, the unit's success row (unitKey) is looked up too: it is
 // there exactly when the transaction committed. The two must agree;
-// recorded says the row was found.
-func (w *worker) recheck(ctx context.Context, xid int64, pid uint32, unitKey string) (committed, terminated, recorded bool, err error) {
+// rowID is the row's id (0: not found).
+func (w *worker) recheck(ctx context.Context, xid int64, pid uint32, unitKey string) (committed, terminated bool, rowID int64, err error) {
 	conn, err := w.dst.connect(ctx)
 	if err != nil {
-		return false, false, false, err
+		return false, false, 0, err
 	}
 	defer closeConn(ctx, conn)
 	led := w.opts.ledger()
@@ -115,42 +118,43 @@ func (w *worker) recheck(ctx context.Context, xid int64, pid uint32, unitKey str
 	for {
 		var status *string
 		if err := conn.QueryRow(ctx, "SELECT pg_catalog.txid_status($1)", xid).Scan(&status); err != nil {
-			return false, terminated, false, err
+			return false, terminated, 0, err
 		}
 		if status == nil || *status != "in progress" {
 			if none {
 				if status == nil {
-					return false, terminated, false, fmt.Errorf("txid_status(%d) is unknown (too old)", xid)
+					return false, terminated, 0, fmt.Errorf("txid_status(%d) is unknown (too old)", xid)
 				}
-				return *status == "committed", terminated, false, nil
+				return *status == "committed", terminated, 0, nil
 			}
-			recorded, err := led.Recorded(ctx, conn, unitKey, xid)
+			id, err := led.Recorded(ctx, conn, unitKey, xid)
+			recorded := id != 0
 			switch {
 			case err != nil:
-				return false, terminated, false, err
+				return false, terminated, 0, err
 			case status == nil:
-				return recorded, terminated, recorded, nil
+				return recorded, terminated, id, nil
 			case (*status == "committed") != recorded:
-				return false, terminated, recorded, fmt.Errorf("transaction %d %s, but the ledger %s its success row", xid, *status,
+				return false, terminated, id, fmt.Errorf("transaction %d %s, but the ledger %s its success row", xid, *status,
 					map[bool]string{true: "holds", false: "lacks"}[recorded])
 			}
-			return recorded, terminated, recorded, nil
+			return recorded, terminated, id, nil
 		}
 		// In progress: the old session still has it open.
 		if _, err := conn.Exec(ctx, "SELECT pg_catalog.pg_terminate_backend($1)", int64(pid)); err != nil {
-			return false, terminated, false, err
+			return false, terminated, 0, err
 		}
 		terminated = true
 		for {
 			var alive bool
 			if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_catalog.pg_stat_activity WHERE pid = $1)", int64(pid)).Scan(&alive); err != nil {
-				return false, terminated, false, err
+				return false, terminated, 0, err
 			}
 			if !alive {
 				break
 			}
 			if err := lock.Sleep(ctx, 20*time.Millisecond); err != nil {
-				return false, terminated, false, err
+				return false, terminated, 0, err
 			}
 		}
 	}

@@ -42,9 +42,9 @@ type Ledger interface {
 	SuccessSQL() string
 	// Failure records a failed attempt in its own transaction.
 	Failure(ctx context.Context, a *ledger.Attempt) error
-	// Recorded tells, through q, whether the success row of destination
-	// transaction xid is in the ledger.
-	Recorded(ctx context.Context, q ledger.Querier, unitKey string, xid int64) (bool, error)
+	// Recorded returns, read through q, the id of the success row of
+	// destination transaction xid (0: it is not in the ledger).
+	Recorded(ctx context.Context, q ledger.Querier, unitKey string, xid int64) (int64, error)
 	Close(ctx context.Context, outcome string, skipped int) error
 }
 
@@ -72,8 +72,8 @@ func (noLedger) Success(*ledger.Attempt) (string, []any)        { return "", nil
 func (noLedger) SuccessSQL() string                             { return "" }
 func (noLedger) Failure(context.Context, *ledger.Attempt) error { return nil }
 func (noLedger) Close(context.Context, string, int) error       { return nil }
-func (noLedger) Recorded(context.Context, ledger.Querier, string, int64) (bool, error) {
-	return false, errors.New("no ledger")
+func (noLedger) Recorded(context.Context, ledger.Querier, string, int64) (int64, error) {
+	return 0, errors.New("no ledger")
 }
 
 // ledger is the run's ledger, or noLedger.

@@ -269,3 +269,44 @@ func TestLostCommitRecheckReadsTheLedger(t *testing.T) {
 		}
 	})
 }
+
+// A unit that truncates a partitioned table whose partitions follow it,
+// and whose COMMIT's answer is lost but re-checked as committed, emptied
+// those partitions: they are copied again, not skipped for their older
+// records.
+func TestLostCommitOfATruncatingUnitCopiesItsFollowers(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	schema := `CREATE TABLE customer (id int PRIMARY KEY, name text);
+		CREATE TABLE payment (id int, cid int NOT NULL REFERENCES customer, PRIMARY KEY (id)) PARTITION BY RANGE (id);
+		CREATE TABLE payment_1 PARTITION OF payment FOR VALUES FROM (0) TO (100);
+		CREATE TABLE payment_2 PARTITION OF payment FOR VALUES FROM (100) TO (200);`
+	mustExec(t, src, schema+`INSERT INTO customer SELECT g, 'c' || g FROM generate_series(1, 5) g;
+		INSERT INTO payment SELECT g, 1 + g % 5 FROM generate_series(0, 199) g;`)
+	mustExec(t, dst, schema)
+	o := opts(src, dst, "customer", "payment")
+	o.Order = "name"
+	o.RunID = "first"
+	mustCopy(t, withLedger(o, ledger.Config{}))
+	// customer's columns change on the destination: the next run copies it
+	// again, and so empties payment.
+	mustExec(t, dst, "ALTER TABLE customer ADD COLUMN note text")
+	sp, dp := pgtest.NewProxy(t, src), pgtest.NewProxy(t, dst)
+	o = opts(sp.DSN(), dp.DSN(), "customer", "payment")
+	o.Order, o.StallTimeout, o.RunID = "name", testStall, "second"
+	cut := dp.CutAfter(pgtest.IsStatement("COMMIT"))
+	rep, err := copy.Run(testCtx(t), withLedger(o, ledger.Config{}))
+	within(t, cut, time.Second, "the cut COMMIT")
+	if err != nil {
+		t.Fatalf("copy: %v", err)
+	}
+	if u := rep.Units[0]; !u.Uncertain {
+		t.Fatalf("%s: not re-checked (note %q)", u.Unit, u.Note)
+	}
+	if got, want := statuses(rep), `"public"."customer"=ok "public"."payment_1"=ok "public"."payment_2"=ok`; got != want {
+		t.Errorf("units: %s, want %s", got, want)
+	}
+	if n := count(t, dst, "payment"); n != 200 {
+		t.Errorf("payment: %d rows on the destination, 200 on the source", n)
+	}
+}

@@ -120,15 +120,16 @@ func (l *Ledger) Failure(ctx context.Context, a *Attempt) error {
 	return nil
 }
 
-// Recorded tells whether the success row of the destination transaction
-// xid is in the ledger, read through q (a new connection, when a COMMIT's
-// outcome was lost): it is there exactly when that transaction committed.
-func (l *Ledger) Recorded(ctx context.Context, q Querier, unitKey string, xid int64) (bool, error) {
-	var found bool
-	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT FROM `+l.schema+`.units
-		WHERE unit_key = $1 AND run_id = $2 AND dest_xid = $3 AND outcome = 'ok')`, unitKey, l.run, xid).Scan(&found)
+// Recorded returns the id of the success row of the destination
+// transaction xid (0: none), read through q (a new connection, when a
+// COMMIT's outcome was lost): the row is there exactly when that
+// transaction committed.
+func (l *Ledger) Recorded(ctx context.Context, q Querier, unitKey string, xid int64) (int64, error) {
+	var id int64
+	err := q.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM `+l.schema+`.units
+		WHERE unit_key = $1 AND run_id = $2 AND dest_xid = $3 AND outcome = 'ok'`, unitKey, l.run, xid).Scan(&id)
 	if err != nil {
-		return false, fmt.Errorf("ledger: %w", err)
+		return 0, fmt.Errorf("ledger: %w", err)
 	}
-	return found, nil
+	return id, nil
 }

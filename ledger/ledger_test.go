@@ -249,3 +249,52 @@ func TestTrusted(t *testing.T) {
 		}
 	}
 }
+
+// Processes that start at once set the ledger up one after the other,
+// whatever isolation level the database gives transactions by default:
+// the one that waited sees the ledger the other created.
+func TestLedgerSetUpAtOnce(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.Get(t).Dest.NewDB(t)
+	ctx := testCtx(t)
+	for _, level := range []string{"repeatable read", "serializable"} {
+		t.Run(level, func(t *testing.T) {
+			schema := "ledger_" + strings.ReplaceAll(level, " ", "_")
+			pgtest.Exec(t, dsn, fmt.Sprintf("ALTER DATABASE %s SET default_transaction_isolation = '%s'",
+				pgtest.QueryString(t, dsn, "SELECT quote_ident(current_database())"), level))
+			// Both wait for the setup lock, which the test holds, and
+			// then run one after the other.
+			holder := pgtest.Connect(t, dsn)
+			if _, err := holder.Exec(ctx, "SELECT pg_advisory_lock($1)", key64(schema, "setup")); err != nil {
+				t.Fatal(err)
+			}
+			errs := make(chan error, 2)
+			for range 2 {
+				go func() {
+					conn, err := pgx.Connect(ctx, dsn)
+					if err == nil {
+						l := New(Config{Schema: schema})
+						if err = l.Open(ctx, conn, dial(t, dsn), RunInfo{ID: runID(), Units: 1, Verify: "checksum"}); err == nil {
+							t.Cleanup(func() { l.Close(context.Background(), OutcomeOK, 0) })
+						}
+					}
+					errs <- err
+				}()
+			}
+			for pgtest.QueryString(t, dsn, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted") != "2" {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if _, err := holder.Exec(ctx, "SELECT pg_advisory_unlock($1)", key64(schema, "setup")); err != nil {
+				t.Fatal(err)
+			}
+			for range 2 {
+				if err := <-errs; err != nil {
+					t.Errorf("open: %v", err)
+				}
+			}
+			if got := pgtest.QueryString(t, dsn, fmt.Sprintf("SELECT count(*) FROM %s.runs", quote(schema))); got != "2" {
+				t.Errorf("%s runs recorded, want 2", got)
+			}
+		})
+	}
+}

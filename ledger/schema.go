@@ -123,9 +123,12 @@ func key64(parts ...string) int64 {
 // setup brings the ledger in schema to the current version, creating it
 // when it does not exist, in one transaction that holds an advisory lock
 // on the schema's name, so that processes starting at once wait for each
-// other instead of racing. A ledger already current costs a few reads.
+// other instead of racing. The transaction is READ COMMITTED whatever the
+// database's default, so that what it reads after the lock is read in a
+// snapshot taken after the lock: the ledger that the process it waited
+// for created. A ledger already current costs a few reads.
 func setup(ctx context.Context, conn *pgx.Conn, schema string, upTo int, by string) error {
-	tx, err := conn.Begin(ctx)
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
 	if err != nil {
 		return fmt.Errorf("destination: ledger: %w", err)
 	}

@@ -28,7 +28,8 @@ const statusExitHelp = `EXIT CODES (status):
    1  the latest attempt of some unit failed (or mismatched)
    2  bad usage or bad input (a newer ledger, an unknown run, ...)
    3  some units have no verified copy yet (never copied, interrupted, unverified,
-      older than --since, or their columns changed since), or no run is recorded`
+      older than --since, their columns changed since, or emptied since by a unit
+      that truncates their partitioned table), or no run is recorded`
 
 const ledgerHelp = "Each run is recorded in a ledger in the destination (schema lockstep; --ledger-schema), each\n" +
 	"unit's success row committing in the unit's own transaction: a run skips the units earlier runs\n" +

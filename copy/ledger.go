@@ -27,6 +27,10 @@ type Ledger interface {
 	RunID() string
 	// Latest reads the latest attempt of each unit (nil: none).
 	Latest(ctx context.Context, keys []string) ([]*ledger.Record, error)
+	// Emptied reads, for each unit given by its destination tables' OIDs,
+	// the id of the latest copy that emptied a partitioned table they
+	// belong to (0: none).
+	Emptied(ctx context.Context, tables [][]uint32) ([]int64, error)
 	// Trusted tells whether a record lets this run skip its unit, and if
 	// not, why.
 	Trusted(rec *ledger.Record, want ledger.Want) (bool, string)
@@ -62,6 +66,9 @@ func (noLedger) RunID() string { return "" }
 func (noLedger) Latest(_ context.Context, keys []string) ([]*ledger.Record, error) {
 	return make([]*ledger.Record, len(keys)), nil
 }
+func (noLedger) Emptied(_ context.Context, tables [][]uint32) ([]int64, error) {
+	return make([]int64, len(tables)), nil
+}
 func (noLedger) Trusted(*ledger.Record, ledger.Want) (bool, string) { return false, "" }
 func (noLedger) RecordSkipped(context.Context, int) error           { return nil }
 func (noLedger) Claim(context.Context, string) (bool, *ledger.Record, error) {
@@ -95,6 +102,15 @@ func unitKey(g *partition.Group) string {
 	return strings.Join(names, ", ")
 }
 
+// destTables are a group's destination tables' OIDs.
+func destTables(g *partition.Group) []uint32 {
+	out := make([]uint32, len(g.Units))
+	for i, u := range g.Units {
+		out[i] = u.Dest.OID
+	}
+	return out
+}
+
 // unitShape fingerprints a group's columns on both sides (see
 // partition.Unit.Shape): a unit whose shape changed since its copy is
 // copied again.
@@ -114,6 +130,7 @@ func unitShape(g *partition.Group) string {
 type resume struct {
 	keys    []string
 	shapes  []string
+	emptied []int64          // per group: the latest copy that emptied its partitioned tables
 	skipped []*ledger.Record // per group: the earlier copy it is skipped for; nil: run it
 	n       int
 	bytes   int64
@@ -143,8 +160,16 @@ func (p *Plan) openLedger(ctx context.Context) error {
 		led.Close(ctx, "failed", 0)
 		return err
 	}
+	tables := make([][]uint32, len(p.groups))
 	for i := range p.groups {
-		want := ledger.Want{Shape: r.shapes[i]}
+		tables[i] = destTables(&p.groups[i])
+	}
+	if r.emptied, err = led.Emptied(ctx, tables); err != nil {
+		led.Close(ctx, "failed", 0)
+		return err
+	}
+	for i := range p.groups {
+		want := ledger.Want{Shape: r.shapes[i], Emptied: r.emptied[i]}
 		ok := true
 		for _, a := range p.groups[i].After {
 			if r.skipped[a] == nil {
@@ -273,6 +298,9 @@ func (w *worker) successRow(g *partition.Group, res *Result, xid int64, held, wa
 	key := unitKey(g)
 	a := w.attemptRecord(g, res, key, unitShape(g), ledger.OutcomeOK, xid)
 	a.SourceLockHeld, a.WritesBlocked = held-wait, res.WritesBlocked+held
+	for _, t := range g.Truncate {
+		a.Emptied = append(a.Emptied, t.String())
+	}
 	sql, args := led.Success(a)
 	return ledgerRow{key: key, sql: sql, args: args}
 }
@@ -284,7 +312,7 @@ func (p *Plan) LedgerUnits() []ledger.Unit {
 	out := make([]ledger.Unit, len(p.groups))
 	for i := range p.groups {
 		g := &p.groups[i]
-		out[i] = ledger.Unit{Key: unitKey(g), Name: g.Name(), Shape: unitShape(g), After: g.After}
+		out[i] = ledger.Unit{Key: unitKey(g), Name: g.Name(), Shape: unitShape(g), After: g.After, Tables: destTables(g)}
 	}
 	return out
 }

@@ -310,3 +310,62 @@ func TestLostCommitOfATruncatingUnitCopiesItsFollowers(t *testing.T) {
 		t.Errorf("payment: %d rows on the destination, 200 on the source", n)
 	}
 }
+
+// A unit of another selection that truncated a partitioned table (its
+// group's key is another) empties partitions whose records this
+// selection's run would trust: they are copied again.
+func TestFollowersTruncatedByAnotherSelectionAreCopiedAgain(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	schema := `CREATE TABLE address (id int PRIMARY KEY);
+		CREATE TABLE customer (id int PRIMARY KEY, aid int REFERENCES address);
+		CREATE TABLE payment (id int, cid int NOT NULL REFERENCES customer, PRIMARY KEY (id)) PARTITION BY RANGE (id);
+		CREATE TABLE payment_1 PARTITION OF payment FOR VALUES FROM (0) TO (100);
+		CREATE TABLE payment_2 PARTITION OF payment FOR VALUES FROM (100) TO (200);`
+	mustExec(t, src, schema+`INSERT INTO address SELECT generate_series(1, 5); INSERT INTO customer SELECT g, g FROM generate_series(1, 5) g;
+		INSERT INTO payment SELECT g, 1 + g % 5 FROM generate_series(0, 199) g;`)
+	mustExec(t, dst, schema+`INSERT INTO address SELECT generate_series(1, 5);
+		CREATE FUNCTION no() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'no'; END $$;`)
+	ctx := testCtx(t)
+	runWith := func(id string, o copy.Options) string {
+		t.Helper()
+		o.Order, o.RunID = "name", id
+		p, err := copy.MakePlan(ctx, withLedger(o, ledger.Config{}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, _ := p.Execute(ctx)
+		return statuses(rep)
+	}
+	one := opts(src, dst, "customer", "payment")
+	if got := runWith("one", one); got != `"public"."customer"=ok "public"."payment_1"=ok "public"."payment_2"=ok` {
+		t.Fatalf("first run: %s", got)
+	}
+	// Another selection: address and customer are one unit, which
+	// truncates payment; payment_1 fails, and --fail-fast leaves payment_2
+	// empty on the destination.
+	mustExec(t, dst, "CREATE TRIGGER no BEFORE INSERT ON payment_1 FOR EACH ROW EXECUTE FUNCTION no()")
+	two := opts(src, dst, "address", "customer", "payment")
+	two.FailFast = true
+	if got := runWith("two", two); !strings.Contains(got, `"public"."payment_1"=failed "public"."payment_2"=not started`) {
+		t.Fatalf("second run: %s", got)
+	}
+	mustExec(t, dst, "DROP TRIGGER no ON payment_1")
+	// So does status, for this selection and for one of the partition
+	// alone (a unit that follows nothing).
+	for _, o := range []copy.Options{one, opts(src, dst, "payment_2")} {
+		st, err := copy.ReadStatus(ctx, o, ledger.DefaultSchema, ledger.StatusQuery{Runs: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range st.Units {
+			if u.Unit == `"public"."payment_2"` && u.State == ledger.StateVerified {
+				t.Errorf("status of %v: payment_2 verified, but the destination holds none of its rows", o.Selection.Tables)
+			}
+		}
+	}
+	got := runWith("three", one)
+	if n := count(t, dst, "payment"); n != 200 {
+		t.Errorf("payment: %d rows on the destination, 200 on the source (units: %s)", n, got)
+	}
+}

@@ -37,12 +37,13 @@ const (
 // and is tried again later; if by then that process copied it, it is
 // skipped. Without a ledger every claim succeeds.
 type scheduler struct {
-	opts   *Options
-	led    Ledger
-	groups []partition.Group
-	rep    *Report
-	keys   []string
-	shapes []string
+	opts    *Options
+	led     Ledger
+	groups  []partition.Group
+	rep     *Report
+	keys    []string
+	shapes  []string
+	emptied []int64
 
 	mu       sync.Mutex
 	queue    []int
@@ -58,12 +59,12 @@ type scheduler struct {
 func newScheduler(opts *Options, groups []partition.Group, rep *Report, r *resume) *scheduler {
 	n := len(groups)
 	s := &scheduler{opts: opts, led: opts.ledger(), groups: groups, rep: rep, keys: make([]string, n), shapes: make([]string, n),
-		state: make([]groupState, n), retryAt: make([]time.Time, n), refusals: make([]int, n), okID: make([]int64, n),
+		emptied: make([]int64, n), state: make([]groupState, n), retryAt: make([]time.Time, n), refusals: make([]int, n), okID: make([]int64, n),
 		changed: make(chan struct{})}
 	for i := range groups {
 		rep.Units[i] = newResult(&groups[i])
 		if r != nil {
-			s.keys[i], s.shapes[i] = r.keys[i], r.shapes[i]
+			s.keys[i], s.shapes[i], s.emptied[i] = r.keys[i], r.shapes[i], r.emptied[i]
 			if rec := r.skipped[i]; rec != nil {
 				s.skip(i, rec, fmt.Sprintf("verified by run %s on %s at %s", rec.Run, rec.Host, rec.Finished.UTC().Format(time.RFC3339)))
 				continue
@@ -175,7 +176,7 @@ queue:
 // want is what group i's record must show to be trusted: its current
 // shape, and to be newer than the copies of the groups it follows.
 func (s *scheduler) want(i int) ledger.Want {
-	w := ledger.Want{Shape: s.shapes[i]}
+	w := ledger.Want{Shape: s.shapes[i], Emptied: s.emptied[i]}
 	for _, a := range s.groups[i].After {
 		w.After = append(w.After, s.okID[a])
 	}

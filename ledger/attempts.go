@@ -47,7 +47,10 @@ type Attempt struct {
 	Started         time.Time
 	DestXID         int64 // the destination transaction (0: none)
 	Shape           string
-	Error           string
+	// Emptied are the partitioned tables (as SQL writes them) the unit
+	// truncated on the destination without copying their partitions.
+	Emptied []string
+	Error   string
 }
 
 func nullable[T comparable](v T) any {
@@ -69,25 +72,28 @@ func (l *Ledger) insertSQL() string {
 	return `INSERT INTO ` + l.schema + `.units (run_id, unit_key, unit, source_relation, dest_relation, members, key_range,
 		outcome, verify, attempt, rows, bytes, checksum, member_checksums, format,
 		dest_lock_wait, source_lock_wait, source_lock_held, writes_blocked, copy_time, verify_time,
-		started, dest_xid, shape, error)
+		started, dest_xid, shape, error, emptied)
 	VALUES ($1::text, $2::text, $3::text, $4::text, $5::text, $6::text[], $7::text,
 		$8::text, $9::text, $10::int, $11::bigint, $12::bigint, $13::text, $14::text[], $15::text,
 		$16::bigint * interval '1 microsecond', $17::bigint * interval '1 microsecond', $18::bigint * interval '1 microsecond',
 		$19::bigint * interval '1 microsecond', $20::bigint * interval '1 microsecond', $21::bigint * interval '1 microsecond',
-		$22::timestamptz, $23::bigint, $24::text, $25::text)
+		$22::timestamptz, $23::bigint, $24::text, $25::text, $26::text[])
 	RETURNING id`
 }
 
 func (l *Ledger) insertArgs(a *Attempt) []any {
 	us := func(d time.Duration) int64 { return d.Microseconds() }
-	var members, sums any
+	var members, sums, emptied any
 	if len(a.Members) > 0 {
 		members, sums = a.Members, a.MemberChecksums
+	}
+	if len(a.Emptied) > 0 {
+		emptied = a.Emptied
 	}
 	return []any{l.run, a.Key, a.Unit, a.Source, a.Dest, members, nullable(a.KeyRange),
 		a.Outcome, a.Verify, a.Attempt, a.Rows, a.Bytes, nullable(a.Checksum), sums, nullable(a.Format),
 		us(a.DestLockWait), us(a.SourceLockWait), us(a.SourceLockHeld), us(a.WritesBlocked), us(a.Copy), us(a.VerifyTime),
-		nullable(a.Started), nullable(a.DestXID), a.Shape, nullable(redact.Passwords(a.Error, l.cfg.Secrets...))}
+		nullable(a.Started), nullable(a.DestXID), a.Shape, nullable(redact.Passwords(a.Error, l.cfg.Secrets...)), emptied}
 }
 
 // Success is the statement (returning the row's id) and arguments that

@@ -89,6 +89,11 @@ type Want struct {
 	// follow: a copy of those truncates this one's tables, so this one's
 	// record counts only if it is newer.
 	After []int64
+	// Emptied is the ledger id of the latest copy, by any unit of any
+	// selection, that emptied a partitioned table the unit's tables belong
+	// to (see Attempt.Emptied; 0: none): this one's record counts only if
+	// it is newer.
+	Emptied int64
 }
 
 // strength orders verification modes: a record verified at least as
@@ -124,6 +129,8 @@ func trusted(rec *Record, want Want, verify string, cutoff *time.Time) (bool, st
 		return false, "its columns changed since it was copied"
 	case cutoff != nil && rec.Finished.Before(*cutoff):
 		return false, "copied before " + cutoff.UTC().Format(time.RFC3339)
+	case want.Emptied > rec.ID:
+		return false, "a unit that truncates its partitioned table was copied after it"
 	}
 	for _, a := range want.After {
 		if a > rec.ID {
@@ -131,4 +138,62 @@ func trusted(rec *Record, want Want, verify string, cutoff *time.Time) (bool, st
 		}
 	}
 	return true, ""
+}
+
+// emptiedSQL reads, for destination tables $1 (OIDs) of units $2 (their
+// indexes), the id of the latest success row that emptied (see
+// Attempt.Emptied) a partitioned table each unit's tables belong to; %s
+// is the ledger's quoted schema. Names are compared as
+// pgx.Identifier.Sanitize writes them.
+const emptiedSQL = `SELECT x.i, max(u.id)
+	FROM ROWS FROM (pg_catalog.unnest($1::int8[]), pg_catalog.unnest($2::int4[])) AS x(rel, i)
+	CROSS JOIN LATERAL pg_catalog.pg_partition_ancestors(x.rel::oid::regclass) a
+	JOIN pg_catalog.pg_class c ON c.oid = a.relid
+	JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+	JOIN %s.units u ON u.outcome = 'ok' AND u.emptied IS NOT NULL
+		AND u.emptied @> ARRAY['"' || pg_catalog.replace(n.nspname, '"', '""') || '"."' || pg_catalog.replace(c.relname, '"', '""') || '"']
+	GROUP BY x.i`
+
+// Emptied reads, for each unit given by its destination tables' OIDs, the
+// ledger id of the latest copy that emptied a partitioned table they
+// belong to (0: none; see Want.Emptied).
+func (l *Ledger) Emptied(ctx context.Context, tables [][]uint32) ([]int64, error) {
+	var out []int64
+	err := l.do(ctx, func(c *pgx.Conn) error {
+		var err error
+		out, err = emptied(ctx, c, l.schema, tables)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("destination: ledger: read earlier runs: %w", err)
+	}
+	return out, nil
+}
+
+func emptied(ctx context.Context, q Querier, schema string, tables [][]uint32) ([]int64, error) {
+	out := make([]int64, len(tables))
+	var rels []int64
+	var idx []int32
+	for i, ts := range tables {
+		for _, t := range ts {
+			rels, idx = append(rels, int64(t)), append(idx, int32(i))
+		}
+	}
+	if len(rels) == 0 {
+		return out, nil
+	}
+	rows, err := q.Query(ctx, fmt.Sprintf(emptiedSQL, schema), rels, idx)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var i int32
+		var id int64
+		if err := rows.Scan(&i, &id); err != nil {
+			return nil, err
+		}
+		out[i] = id
+	}
+	return out, rows.Err()
 }

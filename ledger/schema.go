@@ -79,10 +79,17 @@ var migrations = []string{
 	// 2: the indexes that resume and status read by.
 	`CREATE INDEX units_latest ON %[1]s.units (unit_key, id DESC);
 	CREATE INDEX units_run ON %[1]s.units (run_id)`,
+	// 3: the partitioned tables a unit's copy emptied without copying
+	// their partitions (those follow as units of their own).
+	`ALTER TABLE %[1]s.units ADD COLUMN emptied text[];
+	CREATE INDEX units_emptied ON %[1]s.units USING gin (emptied) WHERE outcome = 'ok' AND emptied IS NOT NULL`,
 }
 
 // Version is the ledger version this lockstep writes.
 var Version = len(migrations)
+
+// emptiedVersion is the first version whose units have emptied.
+const emptiedVersion = 3
 
 // NewerError says the ledger was made by a newer lockstep, whose tables
 // this one does not know. Not retryable: upgrade lockstep.

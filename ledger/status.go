@@ -12,6 +12,9 @@ type Unit struct {
 	Name  string
 	Shape string // its columns now; "" when unknown (not compared)
 	After []int  // indexes of the units it must follow
+	// Tables are its destination tables' OIDs (nil: unknown; copies that
+	// emptied their partitioned tables are then not looked for).
+	Tables []uint32
 }
 
 // StatusQuery says what status reads.
@@ -108,7 +111,7 @@ func ReadStatus(ctx context.Context, q Querier, schema string, sq StatusQuery) (
 	if err != nil {
 		return nil, fmt.Errorf("destination: ledger: %w", err)
 	}
-	states, err := unitStates(ctx, q, schema, units, sq.Since)
+	states, err := unitStates(ctx, q, schema, units, sq.Since, v >= emptiedVersion)
 	if err != nil {
 		return nil, err
 	}
@@ -231,11 +234,19 @@ func unitsOf(ctx context.Context, q Querier, s, where string, arg string) ([]Uni
 
 // unitStates judges each unit by its latest attempt, as a run's resume
 // would (trusting count or checksum verification).
-func unitStates(ctx context.Context, q Querier, schema string, units []Unit, since time.Duration) ([]UnitState, error) {
+func unitStates(ctx context.Context, q Querier, schema string, units []Unit, since time.Duration, hasEmptied bool) ([]UnitState, error) {
 	s := quote(schema)
 	keys := make([]string, len(units))
+	tables := make([][]uint32, len(units))
 	for i, u := range units {
 		keys[i] = u.Key
+		if hasEmptied {
+			tables[i] = u.Tables
+		}
+	}
+	emptiedBy, err := emptied(ctx, q, s, tables)
+	if err != nil {
+		return nil, fmt.Errorf("destination: ledger: %w", err)
 	}
 	last, err := latest(ctx, q, s, keys)
 	if err != nil {
@@ -265,7 +276,7 @@ func unitStates(ctx context.Context, q Querier, schema string, units []Unit, sin
 	out := make([]UnitState, len(units))
 	for i, u := range units {
 		st := UnitState{Unit: u.Name, Verified: verified[i], LastFailure: failure[i], InFlight: claims[ClaimKey(schema, u.Key)]}
-		want := Want{Shape: u.Shape}
+		want := Want{Shape: u.Shape, Emptied: emptiedBy[i]}
 		if u.Shape == "" && last[i] != nil {
 			want.Shape = last[i].Shape
 		}

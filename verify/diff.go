@@ -76,6 +76,7 @@ type Diff struct {
 	Missing      [][]string    `json:"missing_on_destination"`
 	Extra        [][]string    `json:"extra_on_destination"`
 	Duplicated   [][]string    `json:"duplicated_on_destination,omitempty"` // keys the destination holds more than once; surplus copies count in ExtraCount
+	NullKeys     int64         `json:"null_keys_on_destination,omitempty"`  // destination rows with a NULL in a key column; they count in ExtraCount
 	Changed      []Change      `json:"changed"`
 	MissingCount int64         `json:"missing_count"`
 	ExtraCount   int64         `json:"extra_count"`
@@ -130,10 +131,17 @@ func Bisect(ctx context.Context, src, dst Side, s Spec) (*Diff, error) {
 	if s.SampleRows < 1 {
 		s.SampleRows = 1000000
 	}
+	// Rows with a NULL key lie outside every key range: only the
+	// destination can hold them (the source's key is NOT NULL), and they
+	// are extra rows there.
+	var nulls int64
+	err := dst.Q.QueryRow(ctx, fmt.Sprintf("SELECT count(*) FROM %s WHERE %s", dst.Table, s.nullKeySQL())).Scan(&nulls)
+	if err != nil {
+		return nil, fmt.Errorf("destination: count the rows of %s with a NULL key: %w", s.Unit, err)
+	}
 	// A table small enough to compare row by row sums no segment.
 	var fast *serverHash
 	var note string
-	var err error
 	if max(s.SourceRows, s.DestRows) > int64(s.LeafRows) {
 		if fast, note, err = s.fastHash(ctx, src, dst); err != nil {
 			return nil, err
@@ -145,7 +153,7 @@ func Bisect(ctx context.Context, src, dst Side, s Spec) (*Diff, error) {
 		if d, leaves, err = s.bisect(ctx, src, dst, *fast); err != nil {
 			return nil, err
 		}
-		ok, read, err := s.accounted(ctx, src, dst, leaves)
+		ok, read, err := s.accounted(ctx, src, dst, leaves, nulls)
 		if err != nil {
 			return nil, err
 		}
@@ -162,6 +170,8 @@ func Bisect(ctx context.Context, src, dst Side, s Spec) (*Diff, error) {
 			return nil, err
 		}
 	}
+	d.NullKeys = nulls
+	d.ExtraCount += nulls
 	if missed != nil { // its work counts too
 		d.Segments += missed.Segments
 		d.RowsFetched += missed.RowsFetched
@@ -571,6 +581,9 @@ func (d *Diff) Summary(n int) string {
 	list("missing", d.Missing)
 	list("extra", d.Extra)
 	list("duplicated", d.Duplicated)
+	if d.NullKeys > 0 {
+		fmt.Fprintf(&b, "\n    extra: %d row(s) with a NULL key", d.NullKeys)
+	}
 	for i, c := range d.Changed {
 		if i == n {
 			fmt.Fprintf(&b, "\n    ... %d more changed in the report", len(d.Changed)-n)

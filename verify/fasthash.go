@@ -174,11 +174,19 @@ func exec(ctx context.Context, q Querier, sql string) error {
 }
 
 // accounted reports whether the rows of leaves (the segments whose rows
-// were compared one by one) explain the whole difference: taken out of
+// were compared one by one) and the destination's rows with a NULL
+// key (outside every segment) explain the whole difference: taken out of
 // both tables' checksums, they must leave equal figures. It also returns
 // how many rows it read.
-func (s Spec) accounted(ctx context.Context, src, dst Side, leaves []segment) (bool, int64, error) {
+func (s Spec) accounted(ctx context.Context, src, dst Side, leaves []segment, nulls int64) (bool, int64, error) {
 	var sl, dl Sum
+	if nulls > 0 {
+		f, err := dst.Figures(ctx, fmt.Sprintf("SELECT %s FROM %s WHERE %s", columnList(s.Columns), dst.Table, s.nullKeySQL()))
+		if err != nil {
+			return false, 0, fmt.Errorf("check the diff of %s: destination: %w", s.Unit, err)
+		}
+		dl = f
+	}
 	for i := 0; i < len(leaves); i += maxSegmentsPerQuery {
 		b := &binder{key: s.Key, literals: true}
 		where := s.spansSQL(b, leaves[i:min(i+maxSegmentsPerQuery, len(leaves))])

@@ -58,6 +58,9 @@ func (d *Diff) WriteRepairSQL(w io.Writer, destTable string, only bool, cols []s
 	for _, k := range slices.Concat(d.Extra, d.Duplicated) {
 		fmt.Fprintf(w, "DELETE FROM %s WHERE %s;\n", target, keyPredicate(key, k))
 	}
+	if d.NullKeys > 0 {
+		fmt.Fprintf(w, "DELETE FROM %s WHERE %s;\n", target, Spec{Key: key}.nullKeySQL())
+	}
 	for _, row := range d.Inserts {
 		if row == nil {
 			continue

@@ -79,9 +79,23 @@ func (s Spec) rangeSQL(b *binder, lo, hi []string) string {
 		conds = append(conds, s.keyRow()+" <= "+b.bound(hi))
 	}
 	if len(conds) == 0 {
-		return "true"
+		// No key range holds a NULL key: a destination whose key column
+		// allows NULL may hold such rows, and they are counted apart
+		// (nullKeySQL).
+		return s.keyRow() + " IS NOT NULL"
 	}
 	return strings.Join(conds, " AND ")
+}
+
+// nullKeySQL is the predicate of the rows outside every key range: those
+// with a NULL in a key column. The source's key is NOT NULL; the
+// destination's column may allow NULL.
+func (s Spec) nullKeySQL() string {
+	conds := make([]string, len(s.Key))
+	for i, k := range s.Key {
+		conds[i] = pgx.Identifier{k.Name}.Sanitize() + " IS NULL"
+	}
+	return strings.Join(conds, " OR ")
 }
 
 // spansSQL is the predicate of the union of segs (sorted, disjoint):

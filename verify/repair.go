@@ -27,11 +27,19 @@ func literal(v *string) string {
 	return "'" + s + "'"
 }
 
+// keyPredicate matches the rows whose key is the one the diff listed: equal
+// to it (which an index can serve) and with the same text. Values equal
+// under their type's equality may differ (numeric 7 and 7.0, float 0 and
+// -0, text under a nondeterministic collation), the diff tells them apart
+// by their text, and a destination without the source's unique index may
+// hold both. Both texts are rendered in the session that runs the
+// statement, so its settings do not matter.
 func keyPredicate(key []KeyColumn, vals []string) string {
 	parts := make([]string, len(key))
 	for i, k := range key {
 		v := vals[i]
-		parts[i] = pgx.Identifier{k.Name}.Sanitize() + " = " + literal(&v)
+		c, lit := pgx.Identifier{k.Name}.Sanitize(), literal(&v)
+		parts[i] = fmt.Sprintf(`%s = %s AND %s::text COLLATE "C" = (%s::%s)::text`, c, lit, c, lit, k.Type)
 	}
 	return strings.Join(parts, " AND ")
 }

@@ -77,7 +77,9 @@ func (d *Diff) WriteRepairSQL(w io.Writer, destTable string, only bool, cols []s
 		for i, v := range row {
 			vals[i] = literal(v)
 		}
-		fmt.Fprintf(w, "INSERT INTO %s (%s) VALUES (%s);\n", destTable, columnList(cols), strings.Join(vals, ", "))
+		// An identity column GENERATED ALWAYS takes the source's value
+		// only so (COPY, which the copy uses, needs no such clause).
+		fmt.Fprintf(w, "INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE VALUES (%s);\n", destTable, columnList(cols), strings.Join(vals, ", "))
 	}
 	for _, c := range d.Changed {
 		if c.Source == nil {

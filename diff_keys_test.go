@@ -106,13 +106,15 @@ func TestFailedDiffStillExitsMismatch(t *testing.T) {
 // difference hash_record_extended missed), and the repair deletes them.
 func TestDiffFindsNullDestinationKeys(t *testing.T) {
 	t.Parallel()
-	for _, c := range []struct{ name, diffRows string }{{"bisected", "50"}, {"compared whole", "5000"}} {
+	for _, c := range []struct{ name, diffRows, dstB string }{
+		{"bisected", "50", "int"}, {"compared whole", "5000", "int"}, {"bisected by row text", "50", "bigint"},
+	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			src, dst := pgtest.Get(t).NewDBs(t)
 			rows := "INSERT INTO k SELECT g % 7, g, 'v' || g FROM generate_series(1, 2000) g;"
 			pgtest.Exec(t, src, "CREATE TABLE k (a int, b int, v text, PRIMARY KEY (a, b));"+rows)
-			pgtest.Exec(t, dst, "CREATE TABLE k (a int, b int, v text);"+rows+
+			pgtest.Exec(t, dst, "CREATE TABLE k (a int, b "+c.dstB+", v text);"+rows+
 				"INSERT INTO k VALUES (NULL, 5, 'x'), (3, NULL, 'y'), (NULL, NULL, 'z'); UPDATE k SET v = 'changed' WHERE b = 700")
 			repair := filepath.Join(t.TempDir(), "repair.sql")
 			out := mustRun(t, 4, "verify", "--source", src, "--dest", dst, "--table", "k", "--diff", "--diff-rows", c.diffRows, "--diff-sql", repair)

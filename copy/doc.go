@@ -7,8 +7,9 @@
 // transaction and locks the tables EXCLUSIVE before any query, so its snapshot
 // sees every committed write; for each table the source's COPY TO
 // streams through a buffered pipe into the destination's COPY FROM while the
-// source rows are hashed on the way; the destination's stored rows are read
-// back and hashed inside its transaction; on a match, and once a round trip
+// source rows are hashed on the way; once every table is loaded, the
+// destination's stored rows are read back and hashed inside its transaction
+// (loading one table can change another); on a match, and once a round trip
 // has shown the source session (so its lock) still alive, the destination
 // commits, and only then the source commits and releases its lock. Any failure before
 // the destination's commit rolls both back. A destination commit whose

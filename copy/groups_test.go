@@ -12,6 +12,7 @@ import (
 	"lockstep/copy"
 	"lockstep/internal/pgtest"
 	"lockstep/partition"
+	"lockstep/verify"
 )
 
 // A referenced table and the tables that reference it.
@@ -333,5 +334,38 @@ func TestGroupLockDeadlockIsRetried(t *testing.T) {
 	}
 	if a, b := fkDigest(t, src), fkDigest(t, dst); a != b {
 		t.Errorf("sides differ after the retry")
+	}
+}
+
+// A member's load may change a member copied before it: here a trigger on
+// the destination's child_a keeps a figure in parent up to date, as
+// counter caches do. parent is copied (and was verified) before child_a
+// fires it, so every member is verified only once the whole group is
+// loaded: the group fails as a mismatch, and nothing commits.
+func TestGroupMemberChangedByALaterMemberIsCaught(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	mustExec(t, src, fkSchema+fkRows)
+	mustExec(t, dst, fkSchema+`INSERT INTO parent VALUES (-1, 'stale'); INSERT INTO child_a VALUES (-1, -1, 'stale');
+		CREATE FUNCTION touch_parent() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN UPDATE parent SET name = name || ' (touched)' WHERE id = 1; RETURN NULL; END $$;
+		CREATE TRIGGER touch_parent AFTER INSERT ON child_a FOR EACH STATEMENT EXECUTE FUNCTION touch_parent();`)
+	srcBefore, dstBefore := fkDigest(t, src), fkDigest(t, dst)
+	rep, err := copy.Run(testCtx(t), opts(src, dst, "parent", "child_a", "child_b"))
+	if rep == nil || len(rep.Units) != 1 {
+		t.Fatalf("no report: %v", err)
+	}
+	if u := rep.Units[0]; u.Status != copy.StatusMismatch || !errors.As(err, new(*verify.MismatchError)) {
+		t.Errorf("status %s, want mismatch (error: %v)", u.Status, err)
+	}
+	if got := fkDigest(t, dst); got != dstBefore {
+		t.Errorf("destination changed:\n%s\nwas\n%s\nsource:\n%s", got, dstBefore, srcBefore)
+	}
+	if got := fkDigest(t, src); got != srcBefore {
+		t.Errorf("source changed")
+	}
+	for _, table := range []string{"parent", "child_a", "child_b"} {
+		assertTableUnlocked(t, src, table)
+		assertTableUnlocked(t, dst, table)
 	}
 }

@@ -65,12 +65,9 @@ func countSQL(t partition.Table) string { return "SELECT pg_catalog.count(*) FRO
 // also inside domains, arrays and composites) print schema-qualified on both
 // servers whatever their search_path, and the destination parses the
 // source's names to the same objects. Read-only transactions pin it from
-// their start; the destination of a copy pins it only around the read-back,
-// so its triggers and defaults run under its own search_path.
-const (
-	qualifiedNamesSQL = "SET LOCAL search_path = pg_catalog, pg_temp"
-	defaultNamesSQL   = "SET LOCAL search_path TO DEFAULT"
-)
+// their start; the destination of a copy pins it only for the read-backs,
+// after its loads, so its triggers and defaults run under its own search_path.
+const qualifiedNamesSQL = "SET LOCAL search_path = pg_catalog, pg_temp"
 
 // pinnedSQL is the session settings every connection gets once, outside
 // any transaction (see setupSQL): those that keep a held lock alive

@@ -304,22 +304,32 @@ func (w *worker) attempt(ctx context.Context, g *partition.Group, res *Result) (
 		return err
 	}
 
-	// 3. Each member in order, referenced tables first: stream, then verify
-	// inside both transactions.
+	// 3. Each member in order, referenced tables first, streamed; then,
+	// once all are loaded, each verified inside both transactions. Loading
+	// a member can change one loaded before it (a destination trigger that
+	// writes to another member), so none is verified before all are in.
+	// The source idles from the end of its last COPY, under a heartbeat
+	// that cancels vctx if it is lost.
+	vctx, sourceLost := context.WithCancelCause(bctx)
+	defer sourceLost(nil)
+	loads := make([]memberLoad, len(g.Units))
 	for i := range g.Units {
-		u, m := &g.Units[i], res.member(i)
 		if err := hb.stop(); err != nil {
 			hb = nil
 			poisoned = true
 			return fmt.Errorf("%w; rolled back", err)
 		}
 		hb = nil
-		if i > 0 && !g.Units[i-1].Binary && w.opts.Verify != verify.None {
-			if err := w.step(bctx, w.dst, w.dstConn, "SET search_path", defaultNamesSQL); err != nil {
-				return overrun(err)
-			}
+		if err := w.loadMember(bctx, &g.Units[i], res.member(i), &hb, sourceLost, &loads[i], log); err != nil {
+			poisoned = true
+			return overrun(err)
 		}
-		if err := w.member(bctx, u, m, &hb, log); err != nil {
+		if err := overrun(nil); err != nil {
+			return err
+		}
+	}
+	for i := range g.Units {
+		if err := w.verifyMember(bctx, vctx, &g.Units[i], res.member(i), loads[i], log); err != nil {
 			poisoned = poisoned || !errors.As(err, new(*verify.MismatchError))
 			return overrun(err)
 		}
@@ -364,27 +374,36 @@ func (w *worker) attempt(ctx context.Context, g *partition.Group, res *Result) (
 	return nil
 }
 
-// member streams one member of a group and verifies it: the source's rows
-// hashed as they stream out, the destination's read back from what it
-// stored. A mismatch comes back as a *verify.MismatchError; the caller
-// rolls the group back. On success *hb holds the source's heartbeat,
-// started when the source finished sending.
-func (w *worker) member(ctx context.Context, u *partition.Unit, m *Result, hb **heartbeat, log *slog.Logger) error {
-	// Once the source has sent everything it idles until its commit (or
-	// the next member), under a heartbeat that cancels vctx if the source
-	// is lost.
-	vctx, sourceLost := context.WithCancelCause(ctx)
-	defer sourceLost(nil)
+// memberLoad is what streaming one member left to verify: the source's
+// figures and the rows the destination loaded.
+type memberLoad struct {
+	src    verify.Sum
+	loaded int64
+}
+
+// loadMember streams one member of a group into the destination. On success *hb
+// holds the source's heartbeat, started when the source finished sending
+// and reporting a loss to onLost.
+func (w *worker) loadMember(ctx context.Context, u *partition.Unit, m *Result, hb **heartbeat, onLost func(error), out *memberLoad, log *slog.Logger) error {
 	start := time.Now()
-	srcSum, loaded, err := w.stream(ctx, u, m, hb, sourceLost)
+	srcSum, loaded, err := w.stream(ctx, u, m, hb, onLost)
 	m.Copy = time.Since(start)
 	if err != nil {
 		return err
 	}
 	m.Rows = srcSum.Rows
+	*out = memberLoad{src: srcSum, loaded: loaded}
 	log.Debug("streamed", "table", u.Name(), "rows", srcSum.Rows, "loaded", loaded, "bytes", m.Bytes, "format", u.Format(), "took", m.Copy)
+	return nil
+}
 
-	start = time.Now()
+// verifyMember verifies one loaded member: the source's rows as hashed
+// while they streamed out, against the destination's read back from what
+// it stored. A mismatch comes back as a *verify.MismatchError; the caller
+// rolls the group back. vctx is ctx, cancelled when the source is lost.
+func (w *worker) verifyMember(ctx, vctx context.Context, u *partition.Unit, m *Result, l memberLoad, log *slog.Logger) error {
+	srcSum, loaded := l.src, l.loaded
+	start := time.Now()
 	dstSum, err := w.readBack(vctx, w.dstConn, u, loaded)
 	m.Verify = time.Since(start)
 	if err != nil {
@@ -578,9 +597,9 @@ func (w *worker) readBack(ctx context.Context, conn *pgx.Conn, u *partition.Unit
 	}
 	// Object names (regclass and the like, also inside domains, arrays
 	// and composites) print relative to the search_path: it is pinned for
-	// the read-back, in the read-back's own message, and reset before the
-	// next member's COPY (see attempt) so that triggers and defaults run
-	// under the destination's own; SET LOCAL ends with the transaction.
+	// the read-back, in the read-back's own message, once every member is
+	// loaded (see attempt), so that triggers and defaults ran under the
+	// destination's own; SET LOCAL ends with the transaction.
 	pre := ""
 	if !u.Binary {
 		pre = qualifiedNamesSQL + "; "

@@ -105,16 +105,21 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 		t.Run(format, func(t *testing.T) {
 			t.Parallel()
 			src, dst := pgtest.Get(t).NewDBs(t)
-			pgtest.Exec(t, src, `CREATE TABLE c (id int PRIMARY KEY); INSERT INTO c SELECT generate_series(1, 1000);`)
-			pgtest.Exec(t, dst, `CREATE TABLE c (id int PRIMARY KEY); INSERT INTO c VALUES (-1);
-				CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(30); RETURN NULL; END $$;
-				CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON c DEFERRABLE INITIALLY DEFERRED
-				  FOR EACH ROW WHEN (NEW.id = 1) EXECUTE FUNCTION slow_commit();`)
+			pgtest.Exec(t, src, `CREATE TABLE seed (id int); CREATE TABLE c (id int PRIMARY KEY); INSERT INTO c SELECT generate_series(1, 1000);`)
+			pgtest.Exec(t, dst, `CREATE TABLE seed (id int); CREATE TABLE c (id int PRIMARY KEY); INSERT INTO c VALUES (-1);
+				CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(30); RETURN NULL; END $$;`)
+			if code, _, stderr := lockstep(t, context.Background(), "copy", "--source", src, "--dest", dst, "--table", "seed"); code != 0 {
+				t.Fatalf("creating the ledger: exit %d: %s", code, stderr)
+			}
+			// The unit's ledger row travels with its COMMIT: held up there,
+			// the unit is in its commit point.
+			pgtest.Exec(t, dst, `CREATE TRIGGER slow_commit AFTER INSERT ON lockstep.units
+				  FOR EACH ROW WHEN (NEW.outcome = 'ok') EXECUTE FUNCTION slow_commit();`)
 			before := tableDigest(t, dst, "c")
 			cmd, out := startLockstep(t, "copy", "--source", src, "--dest", dst, "--table", "c", "--log-format", format)
 			waitUntil(t, "the destination COMMIT", func() bool {
 				return pgtest.QueryString(t, dst, `SELECT count(*) FROM pg_stat_activity
-					WHERE datname = current_database() AND application_name = 'lockstep' AND query = 'COMMIT' AND state = 'active'`) != "0"
+					WHERE datname = current_database() AND application_name = 'lockstep' AND wait_event = 'PgSleep' AND state = 'active'`) != "0"
 			})
 			cmd.Process.Signal(syscall.SIGTERM)
 			exited := make(chan error, 1)

@@ -13,6 +13,7 @@ import (
 
 	"lockstep/copy"
 	"lockstep/internal/pgtest"
+	"lockstep/ledger"
 	"lockstep/lock"
 	"lockstep/verify"
 )
@@ -419,16 +420,20 @@ func TestInterruptRollsBack(t *testing.T) {
 	f.assertUntouched(t)
 }
 
-// A destination backend that dies inside COMMIT leaves the outcome
-// unknown; lockstep re-checks from a new connection instead of assuming.
+// A destination backend that dies in the COMMIT's round trip (here while
+// it inserts the unit's ledger row, which travels with the COMMIT) leaves
+// the outcome unknown; lockstep re-checks from a new connection instead of
+// assuming.
 func TestUncertainCommitIsRechecked(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, `
+	f := newFixture(t, `CREATE TABLE seed (id int);
 CREATE FUNCTION die() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5); RETURN NULL; END $$;
-CREATE CONSTRAINT TRIGGER die AFTER INSERT ON big DEFERRABLE INITIALLY DEFERRED
-  FOR EACH ROW WHEN (NEW.id = 1) EXECUTE FUNCTION die();`)
-	rep, err := copy.Run(testCtx(t), opts(f.src, f.dst, "big"))
+BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5); RETURN NULL; END $$;`)
+	mustExec(t, f.src, `CREATE TABLE seed (id int)`)
+	mustCopy(t, withLedger(opts(f.src, f.dst, "seed"), ledger.Config{})) // creates the ledger
+	mustExec(t, f.dst, `CREATE TRIGGER die AFTER INSERT ON lockstep.units
+  FOR EACH ROW WHEN (NEW.outcome = 'ok') EXECUTE FUNCTION die()`)
+	rep, err := copy.Run(testCtx(t), withLedger(opts(f.src, f.dst, "big"), ledger.Config{}))
 	u := oneFailed(t, runResult{rep, err, time.Now()}, copy.StatusFailed, "aborted, the destination is as before")
 	if !u.Uncertain {
 		t.Error("the unknown commit was not flagged for re-check")
@@ -668,5 +673,21 @@ func TestSourceLostBeforeCommit(t *testing.T) {
 		t.Fatalf("error %q: want the source's loss found before the commit", msg)
 	}
 	t.Logf("error: %v", u.Err)
+	f.assertUntouched(t)
+}
+
+// A deferred trigger on the destination fires at the end of the
+// transaction, after the read-back unless lockstep fires it first: one
+// that changes the copied rows would commit a table the source does not
+// hold, reported ok. The verification must see what its triggers did.
+func TestDeferredTriggerChangingRowsIsCaught(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, `
+CREATE FUNCTION late() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN UPDATE big SET filler = 'changed by a deferred trigger' WHERE id = NEW.id; RETURN NULL; END $$;
+CREATE CONSTRAINT TRIGGER late AFTER INSERT ON big DEFERRABLE INITIALLY DEFERRED
+  FOR EACH ROW WHEN (NEW.id = 500) EXECUTE FUNCTION late();`)
+	rep, err := copy.Run(testCtx(t), opts(f.src, f.dst, "big"))
+	oneFailed(t, runResult{rep, err, time.Now()}, copy.StatusMismatch, "checksums differ")
 	f.assertUntouched(t)
 }

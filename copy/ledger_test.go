@@ -37,11 +37,10 @@ func run(t *testing.T, o copy.Options) *copy.Report {
 }
 
 // The unit's success row is inserted in its destination transaction, in
-// the COMMIT's round trip: whatever fails between the insert and the
-// commit (a deferred trigger on the ledger or on the data, failing at
-// COMMIT; the insert itself) leaves neither the data nor the row, and the
-// failure is recorded after the rollback. A unit that commits has its
-// row, with its figures.
+// the COMMIT's round trip: whatever fails between the load and the commit
+// (a deferred trigger on the ledger or on the data; the insert itself)
+// leaves neither the data nor the row, and the failure is recorded after
+// the rollback. A unit that commits has its row, with its figures.
 func TestLedgerRowCommitsWithTheData(t *testing.T) {
 	t.Parallel()
 	src, dst := pgtest.Get(t).NewDBs(t)

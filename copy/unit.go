@@ -307,9 +307,10 @@ func (w *worker) attempt(ctx context.Context, g *partition.Group, res *Result) (
 	// 3. Each member in order, referenced tables first, streamed; then,
 	// once all are loaded, each verified inside both transactions. Loading
 	// a member can change one loaded before it (a destination trigger that
-	// writes to another member), so none is verified before all are in.
-	// The source idles from the end of its last COPY, under a heartbeat
-	// that cancels vctx if it is lost.
+	// writes to another member), and so can the deferred triggers the
+	// loads queued, so none is verified before all are in and those have
+	// run. The source idles from the end of its last COPY,
+	// under a heartbeat that cancels vctx if it is lost.
 	vctx, sourceLost := context.WithCancelCause(bctx)
 	defer sourceLost(nil)
 	loads := make([]memberLoad, len(g.Units))
@@ -326,6 +327,12 @@ func (w *worker) attempt(ctx context.Context, g *partition.Group, res *Result) (
 		}
 		if err := overrun(nil); err != nil {
 			return err
+		}
+	}
+	if w.opts.Verify != verify.None && w.deferredTriggers(g) {
+		if err := w.fireDeferred(bctx, vctx); err != nil {
+			poisoned = true
+			return overrun(err)
 		}
 	}
 	for i := range g.Units {
@@ -395,6 +402,47 @@ func (w *worker) loadMember(ctx context.Context, u *partition.Unit, m *Result, h
 	*out = memberLoad{src: srcSum, loaded: loaded}
 	log.Debug("streamed", "table", u.Name(), "rows", srcSum.Rows, "loaded", loaded, "bytes", m.Bytes, "format", u.Format(), "took", m.Copy)
 	return nil
+}
+
+// deferredTriggers reports whether the loads of g may have queued
+// deferred user triggers: a member's destination table has a DEFERRABLE
+// constraint trigger that fires. Foreign-key checks, deferred or not,
+// change no rows.
+func (w *worker) deferredTriggers(g *partition.Group) bool {
+	if w.opts.DisableTriggers {
+		return false // disabled while the members load
+	}
+	for _, u := range g.Units {
+		for _, t := range u.DestTriggers {
+			if t.Deferrable && t.Enabled != "D" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// fireDeferred runs, before the read-backs, the deferred constraint checks
+// and triggers that the loads queued on the destination: left to the
+// COMMIT, a trigger among them that changes the copied rows would commit
+// rows nobody verified. They may take as long as they would in the COMMIT,
+// so they get the COMMIT's time. vctx is ctx, cancelled when the source is
+// lost.
+func (w *worker) fireDeferred(ctx, vctx context.Context) error {
+	sctx, cancel := bounded(vctx, w.dst.name, "to run the deferred constraints and triggers", w.opts.commitTimeout)
+	defer cancel()
+	err := exec(sctx, w.dstConn, "SET CONSTRAINTS ALL IMMEDIATE")
+	switch {
+	case err == nil:
+		return nil
+	case vctx.Err() != nil && ctx.Err() == nil:
+		err = context.Cause(vctx)
+	case stalled(sctx, err) != err:
+		err = stalled(sctx, err)
+	default:
+		err = fmt.Errorf("destination: deferred constraints and triggers: %w", err)
+	}
+	return fmt.Errorf("%w; rolled back", err)
 }
 
 // verifyMember verifies one loaded member: the source's rows as hashed

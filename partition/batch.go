@@ -230,6 +230,9 @@ type Trigger struct {
 	// Alterable: the role may disable it (it owns the table, or is a
 	// superuser).
 	Alterable bool
+	// Deferrable: a constraint trigger that may fire at the end of the
+	// transaction rather than with the statement (DEFERRABLE).
+	Deferrable bool
 }
 
 // Fires reports whether the trigger runs for the rows a copy loads (in
@@ -242,12 +245,12 @@ func extrasOf(ctx context.Context, q Querier, ts []Table) (triggers map[uint32][
 	rows, err := q.Query(ctx, `
 		SELECT t.tgrelid, 'trigger', t.tgname::text, t.tgenabled::text,
 		       t.tgtype & 7 = 7, -- ROW (1), BEFORE (2), INSERT (4)
-		       pg_catalog.pg_has_role(c.relowner, 'USAGE')
+		       pg_catalog.pg_has_role(c.relowner, 'USAGE'), t.tgdeferrable
 		FROM unnest($1::oid[]) AS u(oid) JOIN pg_catalog.pg_trigger t ON t.tgrelid = u.oid
 		JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
 		WHERE NOT t.tgisinternal
 		UNION ALL
-		SELECT c.conrelid, 'fk', c.conname || ' -> ' || c.confrelid::regclass::text, '', false, false
+		SELECT c.conrelid, 'fk', c.conname || ' -> ' || c.confrelid::regclass::text, '', false, false, false
 		FROM unnest($1::oid[]) AS u(oid) JOIN pg_catalog.pg_constraint c ON c.conrelid = u.oid
 		WHERE c.contype = 'f'
 		ORDER BY 1, 2, 3`, oidsOf(ts))
@@ -257,10 +260,11 @@ func extrasOf(ctx context.Context, q Querier, ts []Table) (triggers map[uint32][
 	triggers, fks = map[uint32][]Trigger{}, map[uint32][]string{}
 	var rel uint32
 	var kind, name, enabled string
-	var beforeRow, alterable bool
-	_, err = pgx.ForEachRow(rows, []any{&rel, &kind, &name, &enabled, &beforeRow, &alterable}, func() error {
+	var beforeRow, alterable, deferrable bool
+	_, err = pgx.ForEachRow(rows, []any{&rel, &kind, &name, &enabled, &beforeRow, &alterable, &deferrable}, func() error {
 		if kind == "trigger" {
-			triggers[rel] = append(triggers[rel], Trigger{Name: name, Enabled: enabled, BeforeRow: beforeRow, Alterable: alterable})
+			triggers[rel] = append(triggers[rel], Trigger{Name: name, Enabled: enabled, BeforeRow: beforeRow, Alterable: alterable,
+				Deferrable: deferrable})
 		} else {
 			fks[rel] = append(fks[rel], name)
 		}

@@ -60,7 +60,7 @@ func (w *worker) commitPoint(ctx context.Context, u *partition.Group, res *Resul
 		committed, terminated, rowID, rerr := w.recheck(rctx, xid, pid, row.key)
 		switch {
 		case rerr != nil:
-			return false, fmt.Errorf("destination: commit outcome unknown (%v), and the re-check failed: %v; the destination may hold the copy: verify it", err, rerr)
+			return false, &CommitUnknownError{Commit: err, Recheck: rerr}
 		case !committed && terminated:
 			return false, fmt.Errorf("destination: commit outcome unknown (%v); re-check: transaction %d was still open in its session, which lockstep terminated: aborted, the destination is as before", err, xid)
 		case !committed:

@@ -1,6 +1,8 @@
 package copy_test
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -62,4 +64,35 @@ func TestCommitTimeoutLeavesTimeToRecheck(t *testing.T) {
 	within(t, held, time.Second, "the held COMMIT")
 	oneFailed(t, runResult{rep, err, time.Now()}, copy.StatusFailed, "lockstep terminated: aborted, the destination is as before")
 	f.assertUntouched(t)
+}
+
+// A stop (signal, deadline) that comes while the COMMIT's outcome is
+// unknown, and a re-check that cannot decide it, leave a unit that may
+// have committed: it is reported failed, saying so, never interrupted
+// ("rolled back on both sides", exit 3).
+func TestCommitUnknownWhileStoppingIsNotInterrupted(t *testing.T) {
+	t.Parallel()
+	f := newNetFixture(t, "")
+	held := f.dp.HoldAt(pgtest.IsQuery("COMMIT"))
+	o := f.opts()
+	// The re-check gets no time at all: it fails.
+	copy.SetCommitTimeouts(&o, 2*time.Second, time.Nanosecond)
+	ctx, stop := context.WithCancel(testCtx(t))
+	defer stop()
+	go func() {
+		<-held
+		stop()
+	}()
+	rep, err := copy.Run(ctx, o)
+	within(t, held, time.Second, "the held COMMIT")
+	if rep == nil {
+		t.Fatalf("no report: %v", err)
+	}
+	u := rep.Units[0]
+	if u.Status != copy.StatusFailed || !strings.Contains(u.Error, "the destination may hold the copy") {
+		t.Fatalf("status %s, error %q; want failed, the destination may hold the copy", u.Status, u.Error)
+	}
+	if !errors.As(err, new(*copy.CommitUnknownError)) {
+		t.Errorf("run error %v lacks the CommitUnknownError", err)
+	}
 }

@@ -2,6 +2,7 @@ package copy
 
 import (
 	"errors"
+	"fmt"
 
 	"lockstep/internal/redact"
 )
@@ -13,6 +14,18 @@ type BadInputError struct{ Err error }
 
 func (e *BadInputError) Error() string { return e.Err.Error() }
 func (e *BadInputError) Unwrap() error { return e.Err }
+
+// CommitUnknownError says the destination's COMMIT got no answer and the
+// re-check that would have decided it failed too: the destination may hold
+// the unit's copy, or not. Not an interruption, even when the run was being
+// stopped: nothing says it was rolled back. Verify the unit.
+type CommitUnknownError struct {
+	Commit, Recheck error
+}
+
+func (e *CommitUnknownError) Error() string {
+	return fmt.Sprintf("destination: commit outcome unknown (%v), and the re-check failed: %v; the destination may hold the copy: verify it", e.Commit, e.Recheck)
+}
 
 // ErrInterrupted says the run was stopped (signal or deadline) with units
 // left; the in-flight ones were rolled back. Re-running resumes safely.

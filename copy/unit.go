@@ -97,10 +97,15 @@ func (w *worker) run(ctx context.Context, g *partition.Group, attempt attemptFun
 		switch {
 		case err == nil:
 			res.Status = StatusOK
+		case errors.As(err, new(*verify.MismatchError)), errors.As(err, new(*SequenceBehindError)):
+			// Found before the stop, and rolled back: a mismatch
+			// whatever stopped the run.
+			res.Status = StatusMismatch
+		case errors.As(err, new(*CommitUnknownError)):
+			// Not rolled back as far as anyone knows.
+			res.Status = StatusFailed
 		case ctx.Err() != nil:
 			res.Status = StatusInterrupted
-		case errors.As(err, new(*verify.MismatchError)), errors.As(err, new(*SequenceBehindError)):
-			res.Status = StatusMismatch
 		default:
 			res.Status = StatusFailed
 		}

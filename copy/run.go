@@ -142,12 +142,20 @@ func sameDatabase(ctx context.Context, a, b *pgx.Conn) (bool, error) {
 // start (see scheduler).
 func execute(ctx context.Context, opts *Options, src, dst *side, groups []partition.Group, r *resume, attempt attemptFunc) (*Report, error) {
 	rep := &Report{Started: time.Now(), Units: make([]Result, len(groups))}
+	s := newScheduler(opts, groups, rep, r)
 	gate, rate, closeGate, err := newGate(ctx, opts, src, dst)
 	if err != nil {
-		return nil, err
+		// No unit started: the report says so (a stop that came now, or a
+		// replica-lag connection that failed, leaves every unit to a
+		// later run).
+		rep.Elapsed = time.Since(rep.Started)
+		rep.tally()
+		if ctx.Err() != nil {
+			return rep, fmt.Errorf("%w before the first unit: %v", ErrInterrupted, err)
+		}
+		return rep, errors.Join(err, fmt.Errorf("%w: %d of %d units not started", ErrInterrupted, rep.Left, len(groups)))
 	}
 	defer closeGate()
-	s := newScheduler(opts, groups, rep, r)
 	var wg sync.WaitGroup
 	for range opts.Jobs {
 		wg.Go(func() {

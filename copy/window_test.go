@@ -155,3 +155,29 @@ func TestMaxReplicaLagWaits(t *testing.T) {
 		t.Fatalf("unit started %s, replay resumed %s", u.Started, resumed)
 	}
 }
+
+// A stop that comes between the plan and the first unit (SIGTERM then)
+// with --max-replica-lag, whose connections open there, still ends with a
+// full report: every unit not started, interrupted.
+func TestInterruptedBeforeTheFirstUnit(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	names := slowTables(t, src, dst, 2)
+	o := opts(src, dst, names...)
+	o.MaxReplicaLag = time.Second
+	ctx, cancel := context.WithCancel(testCtx(t))
+	p, err := copy.MakePlan(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	rep, err := p.Execute(ctx)
+	if !errors.Is(err, copy.ErrInterrupted) || rep == nil || rep.Left != 2 {
+		t.Fatalf("want both units not started, interrupted: %v %+v", err, rep)
+	}
+	for _, n := range names {
+		if count(t, dst, n) != 0 {
+			t.Errorf("%s copied", n)
+		}
+	}
+}

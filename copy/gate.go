@@ -53,7 +53,10 @@ func newGate(ctx context.Context, opts *Options, src, dst *side) (*gate, *thrott
 		g.gates = append(g.gates, lag)
 	}
 	if !opts.Deadline.IsZero() {
-		g.gates = append(g.gates, &throttle.Deadline{At: opts.Deadline, Rate: g.rate, Assumed: g.assumed})
+		// The waits above end at the deadline; then the unit must still
+		// be predicted to end before it.
+		g.gates = throttle.Gates{throttle.Until{At: opts.Deadline, Gates: g.gates},
+			&throttle.Deadline{At: opts.Deadline, Rate: g.rate, Assumed: g.assumed}}
 	}
 	var rate *throttle.Rate
 	if opts.MaxRate > 0 {

@@ -156,6 +156,86 @@ func TestMaxReplicaLagWaits(t *testing.T) {
 	}
 }
 
+// A wait between units (--pause-between) ends at the deadline: the run
+// stops then, not a whole pause after it.
+func TestPauseBetweenEndsAtTheDeadline(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	names := slowTables(t, src, dst, 3)
+	o := opts(src, dst, names...)
+	o.PauseBetween = 20 * time.Second
+	o.Deadline = time.Now().Add(2 * time.Second)
+	rep, err := copy.Run(testCtx(t), o)
+	ended := time.Now()
+	if !errors.Is(err, copy.ErrInterrupted) || rep == nil || rep.OK != 1 || rep.Left != 2 {
+		t.Fatalf("want one unit done and two left: %v %+v", err, rep)
+	}
+	if late := ended.Sub(o.Deadline); late > 3*time.Second {
+		t.Errorf("the run ended %s after its deadline (--pause-between %s)", late.Round(time.Millisecond), o.PauseBetween)
+	}
+	for _, u := range rep.Units {
+		if u.Status == copy.StatusNotStarted && !strings.Contains(u.Error, "deadline") {
+			t.Errorf("%s not started: %q", u.Unit, u.Error)
+		}
+	}
+}
+
+// A wait for a lagging standby (--max-replica-lag) ends at the deadline:
+// the run stops, exit 3, instead of waiting for the standby all night.
+func TestMaxReplicaLagEndsAtTheDeadline(t *testing.T) {
+	t.Parallel()
+	primary := pgtest.NewServer(t)
+	standby := pgtest.NewStandby(t, primary)
+	src := pgtest.Get(t).Source.NewDB(t)
+	dst := primary.DSN("postgres")
+	mustExec(t, src, `CREATE TABLE lagged_dl (id int PRIMARY KEY); INSERT INTO lagged_dl SELECT generate_series(1, 1000);`)
+	mustExec(t, dst, `CREATE TABLE lagged_dl (id int PRIMARY KEY); CREATE TABLE churn_dl (x int);`)
+	sb := connect(t, standby.DSN("postgres"))
+	ctx := context.Background()
+	waitFor(t, "the standby to stream", func() bool {
+		return pgtest.QueryString(t, dst, "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'") == "1"
+	})
+	if _, err := sb.Exec(ctx, "SELECT pg_wal_replay_pause()"); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	churned := make(chan struct{})
+	go func() {
+		defer close(churned)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+				pgtest.Exec(t, dst, "INSERT INTO churn_dl VALUES (1)")
+			}
+		}
+	}()
+	defer func() { close(stop); <-churned }()
+	waitFor(t, "replay lag over 1s", func() bool {
+		return pgtest.QueryString(t, dst, "SELECT COALESCE(max(replay_lag) > interval '1 second', false) FROM pg_stat_replication") == "t"
+	})
+	o := opts(src, dst, "lagged_dl")
+	o.MaxReplicaLag = time.Second
+	o.Deadline = time.Now().Add(2 * time.Second)
+	rctx, cancel := context.WithTimeout(testCtx(t), 20*time.Second)
+	defer cancel()
+	rep, err := copy.Run(rctx, o)
+	ended := time.Now()
+	if late := ended.Sub(o.Deadline); late > 3*time.Second {
+		t.Errorf("the run ended %s after its deadline, waiting for the standby", late.Round(time.Millisecond))
+	}
+	if !errors.Is(err, copy.ErrInterrupted) || rep == nil || rep.Left != 1 || rep.Failed != 0 {
+		t.Fatalf("want the unit left for the next window: %v %+v", err, rep)
+	}
+	if u := rep.Units[0]; !strings.Contains(u.Error, "deadline") {
+		t.Errorf("not started: %q, want the deadline named", u.Error)
+	}
+	if count(t, dst, "lagged_dl") != 0 {
+		t.Error("the unit was copied")
+	}
+}
+
 // A stop that comes between the plan and the first unit (SIGTERM then)
 // with --max-replica-lag, whose connections open there, still ends with a
 // full report: every unit not started, interrupted.

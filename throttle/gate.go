@@ -91,6 +91,28 @@ func (d *Deadline) Admit(ctx context.Context, next Next) error {
 	return nil
 }
 
+// Until asks Gates, which may wait (a pause, a lagging standby), but no
+// later than At: a wait that reaches At ends with a *DeadlineError, so
+// that the run stops at its deadline instead of waiting past it.
+type Until struct {
+	At    time.Time
+	Gates Gates
+}
+
+// Admit implements Gate.
+func (u Until) Admit(ctx context.Context, next Next) error {
+	if !time.Now().Before(u.At) {
+		return &DeadlineError{Deadline: u.At}
+	}
+	wctx, cancel := context.WithDeadline(ctx, u.At)
+	defer cancel()
+	err := u.Gates.Admit(wctx, next)
+	if err != nil && ctx.Err() == nil && wctx.Err() != nil {
+		return &DeadlineError{Deadline: u.At}
+	}
+	return err
+}
+
 // Pause rests between units: every unit but the run's first waits For.
 type Pause struct{ For time.Duration }
 

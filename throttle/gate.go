@@ -145,9 +145,25 @@ func ParseDeadline(s string, now time.Time) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, fmt.Errorf("--deadline %q: want HH:MM (local time, its next occurrence) or an RFC 3339 time", s)
 	}
-	t := time.Date(now.Year(), now.Month(), now.Day(), hm.Hour(), hm.Minute(), 0, 0, now.Location())
-	if !t.After(now) {
-		t = t.AddDate(0, 0, 1)
+	return nextAt(now, hm.Hour(), hm.Minute()), nil
+}
+
+// nextAt is the first moment after now at which now's clock reads hh:mm:
+// today or tomorrow, by the calendar (not 24 hours on), and in the hour a
+// clock turned back, the second time it reads hh:mm if the first has
+// passed.
+func nextAt(now time.Time, hh, mm int) time.Time {
+	var t time.Time
+	for day := 0; day < 2; day++ {
+		t = time.Date(now.Year(), now.Month(), now.Day()+day, hh, mm, 0, 0, now.Location())
+		if t.After(now) {
+			return t
+		}
+		for k := time.Duration(1); k <= 8; k++ { // clocks turn back by up to 2 hours
+			if u := t.Add(k * 15 * time.Minute); u.Hour() == hh && u.Minute() == mm && u.After(now) {
+				return u
+			}
+		}
 	}
-	return t, nil
+	return t
 }

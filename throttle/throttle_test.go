@@ -31,6 +31,36 @@ func TestParseDeadline(t *testing.T) {
 	}
 }
 
+// HH:MM is the next time the local clock reads it, across a change of
+// daylight saving time too.
+func TestParseDeadlineDST(t *testing.T) {
+	ny, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Skipf("no time zone database: %v", err)
+	}
+	for _, c := range []struct {
+		now  time.Time
+		in   string
+		want time.Time
+	}{
+		// Clocks went forward from 02:00 to 03:00 that night; 02:30 is
+		// next the night after.
+		{time.Date(2026, 3, 8, 4, 0, 0, 0, ny), "02:30", time.Date(2026, 3, 9, 2, 30, 0, 0, ny)},
+		{time.Date(2026, 3, 8, 4, 0, 0, 0, ny), "05:00", time.Date(2026, 3, 8, 5, 0, 0, 0, ny)},
+		// Clocks went back from 02:00 EDT to 01:00 EST: at 01:10 EST the
+		// next 01:30 is twenty minutes away, not a day.
+		{time.Date(2026, 11, 1, 6, 10, 0, 0, time.UTC).In(ny), "01:30", time.Date(2026, 11, 1, 6, 30, 0, 0, time.UTC)},
+		{time.Date(2026, 11, 1, 5, 10, 0, 0, time.UTC).In(ny), "01:30", time.Date(2026, 11, 1, 5, 30, 0, 0, time.UTC)},
+		{time.Date(2026, 11, 1, 6, 40, 0, 0, time.UTC).In(ny), "01:30", time.Date(2026, 11, 2, 6, 30, 0, 0, time.UTC)},
+		{time.Date(2026, 10, 31, 23, 0, 0, 0, ny), "06:00", time.Date(2026, 11, 1, 6, 0, 0, 0, ny)},
+	} {
+		got, err := ParseDeadline(c.in, c.now)
+		if err != nil || !got.Equal(c.want) {
+			t.Errorf("at %s, ParseDeadline(%q) = %s, %v; want %s", c.now, c.in, got, err, c.want.In(ny))
+		}
+	}
+}
+
 func TestParseRate(t *testing.T) {
 	for in, want := range map[string]float64{"50MB/s": 50e6, "512KiB/s": 512 << 10, "1.5GB": 1.5e9, "100B/s": 100, "2 MiB/s": 2 << 20} {
 		if got, err := ParseRate(in); err != nil || got != want {

@@ -287,3 +287,30 @@ func TestCopySequenceOddNames(t *testing.T) {
 		t.Fatalf("verify with the sequence behind: %s: %s", r.Status, r.Error)
 	}
 }
+
+// A destination sequence that feeds several selected tables is set by
+// sync-sequences when any of them is fed by the source's sequence of that
+// name, even if another (here a, whose source column has no default, and
+// which comes first: it is larger) is not.
+func TestSyncSequencesSharedPartlyUnmatched(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	mustExec(t, src, `CREATE SEQUENCE shared_seq;
+		CREATE TABLE a (id bigint PRIMARY KEY, v text);
+		CREATE TABLE b (id bigint DEFAULT nextval('shared_seq') PRIMARY KEY, v text);
+		INSERT INTO b (v) SELECT 'r' FROM generate_series(1, 100) g;
+		INSERT INTO a SELECT g, repeat('r', 100) FROM generate_series(1, 2000) g;`)
+	mustExec(t, dst, `CREATE SEQUENCE shared_seq;
+		CREATE TABLE a (id bigint DEFAULT nextval('shared_seq') PRIMARY KEY, v text);
+		CREATE TABLE b (id bigint DEFAULT nextval('shared_seq') PRIMARY KEY, v text);`)
+	rep, err := copy.SyncSequences(testCtx(t), opts(src, dst, "a", "b"), 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := seqState(t, dst, "shared_seq"); got != "100 true" {
+		t.Errorf("destination shared_seq is %q, want \"100 true\"; report %+v", got, rep)
+	}
+	if len(rep.Unmatched) != 0 {
+		t.Errorf("reported unmatched: %v", rep.Unmatched)
+	}
+}

@@ -38,19 +38,26 @@ func SyncSequences(ctx context.Context, opts Options, margin int64, dryRun bool)
 		return nil, err
 	}
 	rep := &SyncReport{DryRun: dryRun, Margin: margin, Sequences: []SequenceSet{}}
+	// A destination sequence is set when the source's of its name feeds
+	// any of the tables, even if it feeds another only on the destination.
 	var seqs []partition.Sequence
-	seen := map[uint32]bool{}
+	set := map[uint32]bool{}
 	for i := range p.groups {
 		for _, u := range p.groups[i].Units {
 			for _, s := range u.Sequences {
-				if seen[s.Dest.OID] {
-					continue
-				}
-				seen[s.Dest.OID] = true
-				if s.Source.OID == 0 {
-					rep.Unmatched = append(rep.Unmatched, s.String())
-				} else {
+				if s.Source.OID != 0 && !set[s.Dest.OID] {
+					set[s.Dest.OID] = true
 					seqs = append(seqs, s)
+				}
+			}
+		}
+	}
+	for i := range p.groups {
+		for _, u := range p.groups[i].Units {
+			for _, s := range u.Sequences {
+				if !set[s.Dest.OID] {
+					set[s.Dest.OID] = true
+					rep.Unmatched = append(rep.Unmatched, s.String())
 				}
 			}
 		}

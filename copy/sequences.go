@@ -168,7 +168,8 @@ func parseSequenceRows(rows [][][]byte, n int) ([]SequenceValue, error) {
 // far along), moved on by the margin ($1, in the sequence's direction),
 // and kept within MINVALUE..MAXVALUE. A value past the end the sequence
 // moves towards is set as that bound, called (nextval then fails rather
-// than repeat a value); one before its start, as that bound, not called.
+// than repeat a value, unless the sequence cycles: checkSequencesSQL sees
+// that); one before its start, as that bound, not called.
 // $2 says whether to set (false: only compute, for a dry run). Then for
 // sequence i: $(3i+3) its name, $(3i+4) and $(3i+5) the source's
 // last_value and is_called. Rows: index, destination before (last_value,
@@ -281,14 +282,18 @@ func (w *worker) setGroupSequences(ctx context.Context, g *partition.Group, rows
 }
 
 // checkSequencesSQL reads, for each pair of a sequence and an integer
-// column it feeds, the value nextval would return and the column's largest
-// value (smallest, for a descending sequence), and whether the sequence is
-// behind it; $i+1 names the sequence of pair i.
+// column it feeds, the value nextval would return (a cycling sequence at
+// the end it moves towards wraps to its other bound) and the column's
+// largest value (smallest, for a descending sequence), and whether the
+// sequence is behind it; $i+1 names the sequence of pair i.
 func checkSequencesSQL(t partition.Table, pairs []seqColumn) string {
 	parts := make([]string, len(pairs))
 	for i, p := range pairs {
 		col := pgx.Identifier{p.col}.Sanitize()
-		parts[i] = fmt.Sprintf("SELECT %d AS i, c.last_value::pg_catalog.numeric + CASE WHEN c.is_called THEN p.seqincrement ELSE 0 END AS next, "+
+		parts[i] = fmt.Sprintf("SELECT %d AS i, CASE WHEN NOT c.is_called THEN c.last_value::pg_catalog.numeric "+
+			"WHEN p.seqcycle AND p.seqincrement > 0 AND c.last_value::pg_catalog.numeric + p.seqincrement > p.seqmax THEN p.seqmin "+
+			"WHEN p.seqcycle AND p.seqincrement < 0 AND c.last_value::pg_catalog.numeric + p.seqincrement < p.seqmin THEN p.seqmax "+
+			"ELSE c.last_value::pg_catalog.numeric + p.seqincrement END AS next, "+
 			"p.seqincrement < 0 AS descending, "+
 			"CASE WHEN p.seqincrement > 0 THEN (SELECT pg_catalog.max(%s)::pg_catalog.numeric FROM %s) "+
 			"ELSE (SELECT pg_catalog.min(%s)::pg_catalog.numeric FROM %s) END AS edge "+

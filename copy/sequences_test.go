@@ -314,3 +314,29 @@ func TestSyncSequencesSharedPartlyUnmatched(t *testing.T) {
 		t.Errorf("reported unmatched: %v", rep.Unmatched)
 	}
 }
+
+// verify finds a cycling sequence at its bound behind its column: nextval
+// wraps to the other bound, a value the column holds.
+func TestVerifyCyclingSequenceAtBound(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	schema := `CREATE SEQUENCE c_seq MAXVALUE 50 CYCLE;
+		CREATE TABLE c (id int DEFAULT nextval('c_seq') PRIMARY KEY, v text);
+		INSERT INTO c (v) SELECT 'r' FROM generate_series(1, 50) g;`
+	mustExec(t, src, schema)
+	mustExec(t, dst, schema)
+	o := opts(src, dst, "c")
+	o.VerifyOnly = true
+	p, err := copy.MakePlan(testCtx(t), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, _ := p.Verify(testCtx(t))
+	if r := rep.Units[0]; r.Status != copy.StatusMismatch ||
+		!strings.Contains(r.Error, `sequence "public"."c_seq" would hand out 1 next, but column "id" already holds 50`) {
+		t.Errorf("verify: %s: %s", r.Status, r.Error)
+	}
+	if _, err := connect(t, dst).Exec(testCtx(t), "INSERT INTO c (v) VALUES ('new')"); err == nil {
+		t.Errorf("the insert that verify should have foreseen succeeded")
+	}
+}

@@ -340,3 +340,26 @@ func TestVerifyCyclingSequenceAtBound(t *testing.T) {
 		t.Errorf("the insert that verify should have foreseen succeeded")
 	}
 }
+
+// verify checks a sequence that feeds a column whose type is a domain
+// over an integer type.
+func TestVerifySequenceDomainColumn(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	schema := `CREATE DOMAIN ident AS bigint CHECK (VALUE > 0);
+		CREATE TABLE d (id ident DEFAULT nextval('d_seq') PRIMARY KEY, v text);
+		INSERT INTO d SELECT g, 'r' FROM generate_series(1, 30) g;`
+	mustExec(t, src, `CREATE SEQUENCE d_seq START 31;`+schema)
+	mustExec(t, dst, `CREATE SEQUENCE d_seq;`+schema)
+	o := opts(src, dst, "d")
+	o.VerifyOnly = true
+	p, err := copy.MakePlan(testCtx(t), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, _ := p.Verify(testCtx(t))
+	if r := rep.Units[0]; r.Status != copy.StatusMismatch ||
+		!strings.Contains(r.Error, `sequence "public"."d_seq" would hand out 1 next, but column "id" already holds 30`) {
+		t.Errorf("verify: %s: %s", r.Status, r.Error)
+	}
+}

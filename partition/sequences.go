@@ -55,7 +55,8 @@ type Sequence struct {
 type SequenceColumn struct {
 	Name string
 	// Integer: the column holds integers (smallint, integer, bigint,
-	// numeric), so its largest value can be compared with the sequence's.
+	// numeric, or a domain over one), so its largest value can be compared
+	// with the sequence's.
 	Integer bool
 }
 
@@ -264,6 +265,8 @@ func planSequences(u *Unit, sc, dc *catalog, o Options) error {
 	return nil
 }
 
+// integerColumn tells whether column name holds integers: its type, or the
+// built-in base type of its domain, is smallint, integer, bigint or numeric.
 func integerColumn(cols []Column, name string) bool {
 	for _, c := range cols {
 		if c.Name == name {
@@ -271,6 +274,8 @@ func integerColumn(cols []Column, name string) bool {
 			case oidInt2, oidInt4, oidInt8, oidNumeric:
 				return true
 			}
+			base, domain := strings.CutPrefix(c.Wire, "domain over ")
+			return domain && (base == "smallint" || base == "integer" || base == "bigint" || base == "numeric" || strings.HasPrefix(base, "numeric("))
 		}
 	}
 	return false

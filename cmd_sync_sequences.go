@@ -31,7 +31,7 @@ func syncSequencesCommand(st *runState) *cli.Command {
 			"to the current value of the source's sequence of the same name plus --margin, in the sequence's\n" +
 			"direction, never moving one backwards, within its MINVALUE and MAXVALUE, in one destination\n" +
 			"transaction, and prints each one's source value and the destination's before and after.\n" +
-			"Nothing is locked, no rows are read. Exit 0 when done, 2 on bad input (nothing changed), 1 on a\n" +
+			"No table is locked, no rows are read. Exit 0 when done, 2 on bad input (nothing changed), 1 on a\n" +
 			"failure while setting, 3 when interrupted.",
 		Flags: append(flags,
 			&cli.Int64Flag{Name: "margin", Usage: "set each sequence this much further than the source's value (in its direction), for writes still in flight"},

@@ -174,14 +174,30 @@ func parseSequenceRows(rows [][][]byte, n int) ([]SequenceValue, error) {
 // sequence i: $(3i+3) its name, $(3i+4) and $(3i+5) the source's
 // last_value and is_called. Rows: index, destination before (last_value,
 // is_called), after, whether it moves, whether the value was clamped.
+//
+// Reading a destination value and setting the sequence from it must not
+// let another session's statement set it in between (two processes
+// copying two partitions of the table that owns it, or a copy beside
+// sync-sequences), or the one that read the lower source value could set
+// it last, below ids the other copied. So when it sets, the statement first
+// takes an advisory lock on each sequence (in the order of their OIDs, held
+// until the transaction ends): l takes them all before it yields its row,
+// and each sequence is read in a subquery that refers to that row, which
+// the executor therefore runs after it.
 func setSequencesSQL(seqs []partition.Sequence) string {
 	parts := make([]string, len(seqs))
+	names := make([]string, len(seqs))
 	for i, s := range seqs {
 		n := 3*i + 3
 		parts[i] = fmt.Sprintf("SELECT %d AS i, $%d::pg_catalog.text::pg_catalog.regclass AS seq, c.last_value AS d_last, c.is_called AS d_called, "+
-			"$%d::pg_catalog.int8 AS s_last, $%d::pg_catalog.bool AS s_called FROM %s AS c", i, n, n+1, n+2, s.Dest)
+			"$%d::pg_catalog.int8 AS s_last, $%d::pg_catalog.bool AS s_called "+
+			"FROM l CROSS JOIN LATERAL (SELECT q.last_value, q.is_called FROM %s AS q WHERE l.n IS NOT NULL OFFSET 0) AS c", i, n, n+1, n+2, s.Dest)
+		names[i] = fmt.Sprintf("$%d::pg_catalog.text::pg_catalog.regclass::pg_catalog.oid", n)
 	}
-	return `WITH x AS MATERIALIZED (` + strings.Join(parts, " UNION ALL ") + `),
+	return fmt.Sprintf(`WITH l AS MATERIALIZED (
+	  SELECT pg_catalog.count(pg_catalog.pg_advisory_xact_lock(%d, (k::pg_catalog.int8 - 2147483648)::pg_catalog.int4)) AS n
+	  FROM (SELECT k FROM pg_catalog.unnest(ARRAY[%s]) AS k WHERE $2::pg_catalog.bool ORDER BY k OFFSET 0) AS s
+	), x AS MATERIALIZED (`, setvalLockClass, strings.Join(names, ", ")) + strings.Join(parts, " UNION ALL ") + `),
 	y AS (
 	  SELECT x.*, p.seqincrement AS inc, p.seqmin AS lo, p.seqmax AS hi,
 	         x.s_last::pg_catalog.numeric + CASE WHEN p.seqincrement > 0 THEN $1::pg_catalog.int8 ELSE -$1::pg_catalog.int8 END AS want
@@ -205,8 +221,13 @@ func setSequencesSQL(seqs []partition.Sequence) string {
 	FROM m ORDER BY i`
 }
 
+// setvalLockClass is the first key of the advisory locks (of two int4
+// keys, the second from a sequence's OID) that setSequencesSQL takes.
+const setvalLockClass = 0x6c6b7371 // "lksq"
+
 // applySequences runs setSequencesSQL on conn (one round trip) and
-// returns what it did to each sequence.
+// returns what it did to each sequence. To set (apply), conn must be in a
+// transaction, whose end releases the statement's advisory locks.
 func applySequences(ctx context.Context, conn *pgx.Conn, seqs []partition.Sequence, src []SequenceValue, margin int64, apply bool) ([]SequenceSet, error) {
 	args := []any{pgx.QueryExecModeExec, margin, apply}
 	for i, s := range seqs {

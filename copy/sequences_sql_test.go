@@ -19,8 +19,11 @@ func TestSequenceSQLBuilders(t *testing.T) {
 	}
 	set := setSequencesSQL(seqs)
 	for _, want := range []string{
-		`SELECT 0 AS i, $3::pg_catalog.text::pg_catalog.regclass AS seq, c.last_value AS d_last, c.is_called AS d_called, $4::pg_catalog.int8 AS s_last, $5::pg_catalog.bool AS s_called FROM "My Schema"."odd ""seq" AS c`,
-		`SELECT 1 AS i, $6::pg_catalog.text::pg_catalog.regclass AS seq, c.last_value AS d_last, c.is_called AS d_called, $7::pg_catalog.int8 AS s_last, $8::pg_catalog.bool AS s_called FROM "public"."t_id_seq" AS c`,
+		`SELECT 0 AS i, $3::pg_catalog.text::pg_catalog.regclass AS seq, c.last_value AS d_last, c.is_called AS d_called, $4::pg_catalog.int8 AS s_last, $5::pg_catalog.bool AS s_called ` +
+			`FROM l CROSS JOIN LATERAL (SELECT q.last_value, q.is_called FROM "My Schema"."odd ""seq" AS q WHERE l.n IS NOT NULL OFFSET 0) AS c`,
+		`SELECT 1 AS i, $6::pg_catalog.text::pg_catalog.regclass AS seq, c.last_value AS d_last, c.is_called AS d_called, $7::pg_catalog.int8 AS s_last, $8::pg_catalog.bool AS s_called ` +
+			`FROM l CROSS JOIN LATERAL (SELECT q.last_value, q.is_called FROM "public"."t_id_seq" AS q WHERE l.n IS NOT NULL OFFSET 0) AS c`,
+		`pg_catalog.unnest(ARRAY[$3::pg_catalog.text::pg_catalog.regclass::pg_catalog.oid, $6::pg_catalog.text::pg_catalog.regclass::pg_catalog.oid]) AS k WHERE $2::pg_catalog.bool ORDER BY k OFFSET 0`,
 		`CASE WHEN $2::pg_catalog.bool AND moves THEN pg_catalog.setval(seq, new_last, new_called) END`,
 	} {
 		if !strings.Contains(set, want) {

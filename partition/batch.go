@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -180,11 +182,72 @@ func columnsOf(ctx context.Context, q Querier, ts []Table) (map[uint32][]Column,
 	out := make(map[uint32][]Column, len(ts))
 	var rel uint32
 	var c Column
+	user := map[uint32]bool{}
 	_, err = pgx.ForEachRow(rows, []any{&rel, &c.Name, &c.TypeOID, &c.TypMod, &c.Type, &c.BuiltIn, &c.Wire, &c.Generated, &c.NotNull, &c.HasDefault},
 		func() error {
 			out[rel] = append(out[rel], c)
+			if !c.BuiltIn {
+				user[c.TypeOID] = true
+			}
 			return nil
 		})
+	if err != nil || len(user) == 0 {
+		return out, err
+	}
+	composite, err := compositesOf(ctx, q, slices.Collect(maps.Keys(user)))
+	if err != nil {
+		return nil, fmt.Errorf("composite types: %w", err)
+	}
+	for _, cols := range out {
+		for i := range cols {
+			cols[i].Composite = composite[cols[i].TypeOID]
+		}
+	}
+	return out, nil
+}
+
+// compositesOf describes, for each of the given types, the composite types
+// it is or holds (through arrays, domains, ranges, multiranges and the
+// attributes of composites, to any depth): each by name with its live
+// attributes in order, sorted by name. Types that hold no composite are
+// left out. One query; run with search_path pinned, like columnsOf.
+func compositesOf(ctx context.Context, q Querier, types []uint32) (map[uint32]string, error) {
+	rows, err := q.Query(ctx, `
+		WITH RECURSIVE reach(root, t) AS (
+		  SELECT u.t, u.t FROM unnest($1::oid[]) AS u(t)
+		  UNION
+		  SELECT r.root, n.t
+		  FROM reach r
+		  JOIN pg_catalog.pg_type ty ON ty.oid = r.t
+		  CROSS JOIN LATERAL (
+		    SELECT ty.typelem WHERE ty.typelem <> 0
+		    UNION ALL SELECT ty.typbasetype WHERE ty.typbasetype <> 0
+		    UNION ALL SELECT rg.rngsubtype FROM pg_catalog.pg_range rg WHERE rg.rngtypid = ty.oid
+		    UNION ALL SELECT rg.rngtypid FROM pg_catalog.pg_range rg WHERE rg.rngmultitypid = ty.oid
+		    UNION ALL SELECT a.atttypid FROM pg_catalog.pg_attribute a
+		      WHERE ty.typtype = 'c' AND a.attrelid = ty.typrelid AND a.attnum > 0 AND NOT a.attisdropped
+		  ) n(t)
+		)
+		SELECT r.root, pg_catalog.string_agg(pg_catalog.format_type(ty.oid, NULL) || ' (' || COALESCE(x.attrs, '') || ')', '; '
+		                                     ORDER BY pg_catalog.format_type(ty.oid, NULL))
+		FROM reach r
+		JOIN pg_catalog.pg_type ty ON ty.oid = r.t AND ty.typtype = 'c'
+		CROSS JOIN LATERAL (
+		  SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname) || ' ' || pg_catalog.format_type(a.atttypid, a.atttypmod), ', ' ORDER BY a.attnum)
+		  FROM pg_catalog.pg_attribute a
+		  WHERE a.attrelid = ty.typrelid AND a.attnum > 0 AND NOT a.attisdropped
+		) x(attrs)
+		GROUP BY r.root`, types)
+	if err != nil {
+		return nil, err
+	}
+	out := map[uint32]string{}
+	var root uint32
+	var desc string
+	_, err = pgx.ForEachRow(rows, []any{&root, &desc}, func() error {
+		out[root] = desc
+		return nil
+	})
 	return out, err
 }
 

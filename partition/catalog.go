@@ -111,7 +111,13 @@ type Column struct {
 	// Wire, for a user type whose binary form carries no OID, names that
 	// form: "enum" (an enum travels as its label) or "domain over T" (a
 	// domain travels as its built-in base type T); "" otherwise.
-	Wire       string
+	Wire string
+	// Composite, for a type that is or holds composite types (directly,
+	// or through arrays, domains, ranges and other composites), lists
+	// each of them with its attributes in order: a composite's text form
+	// fills attributes by position, so one name must mean one structure on
+	// both servers. "" for every other type.
+	Composite  string
 	Generated  bool
 	NotNull    bool
 	HasDefault bool

@@ -122,9 +122,12 @@ func widens(src, dst Column) bool {
 }
 
 // MatchColumns matches the source's columns to the destination's by name.
-// Generated columns are never copied (the destination computes its own);
-// every other source column must exist on the destination with the same
-// type or a type that widens it exactly; destination columns the source
+// Generated columns are never copied (COPY cannot read them): a column
+// generated on the source must be generated on the destination too (which
+// computes its own) or absent there; every other source column must exist
+// on the destination with the same type (for a composite, or a type holding
+// one, the same attributes in the same order on both sides) or a type that
+// widens it exactly; destination columns the source
 // lacks must be nullable or have a default. Binary format is chosen only
 // when every copied type is identical and built in and both servers run the
 // same major version, and none is an OID that names an object (regclass and
@@ -139,11 +142,16 @@ func MatchColumns(unit Table, dest Table, src, dst []Column, sameMajor bool) (co
 		why = "the servers run different major versions"
 	}
 	seen := make(map[string]bool, len(src))
-	var missing, unsafe []string
+	var missing, unsafe, generated []string
 	for _, s := range src {
 		seen[s.Name] = true
 		d, ok := byName[s.Name]
 		switch {
+		case s.Generated && ok && !d.Generated:
+			// COPY cannot read it: the destination's column would be
+			// left NULL (or its default) while the checksums agree.
+			generated = append(generated, s.Name)
+			continue
 		case s.Generated:
 			skipped = append(skipped, s.Name+" (generated on the source)")
 			continue
@@ -156,6 +164,10 @@ func MatchColumns(unit Table, dest Table, src, dst []Column, sameMajor bool) (co
 		}
 		cols = append(cols, s.Name)
 		switch {
+		case s.Type == d.Type && s.Composite != d.Composite:
+			// A composite's text form fills its attributes by position.
+			unsafe = append(unsafe, fmt.Sprintf("column %s has type %s, whose composite attributes differ: %s on the source but %s on the destination",
+				quoteList([]string{s.Name}), s.Type, orNone(s.Composite), orNone(d.Composite)))
 		case s.Type == d.Type && namesByOID(s):
 			if binary {
 				binary, why = false, fmt.Sprintf("column %s has type %s, whose values are object OIDs: binary would carry the source's OIDs, "+
@@ -181,6 +193,11 @@ func MatchColumns(unit Table, dest Table, src, dst []Column, sameMajor bool) (co
 		return nil, nil, false, "", &SchemaError{Side: "destination", Table: dest.String(),
 			Why: fmt.Sprintf("has no column %s (the source %s has it)", quoteList(missing), unit)}
 	}
+	if len(generated) > 0 {
+		return nil, nil, false, "", &SchemaError{Side: "destination", Table: dest.String(),
+			Why: fmt.Sprintf("column %s is generated on the source %s but not on the destination, and COPY cannot read a generated column: "+
+				"the destination's would be left NULL or at its default; make it generated there too, or drop it there", quoteList(generated), unit)}
+	}
 	if len(unsafe) > 0 {
 		return nil, nil, false, "", &SchemaError{Side: "destination", Table: dest.String(),
 			Why: strings.Join(unsafe, "; ") + ": cannot be copied safely; make the types match"}
@@ -199,6 +216,13 @@ func MatchColumns(unit Table, dest Table, src, dst []Column, sameMajor bool) (co
 		return nil, nil, false, "", &SchemaError{Side: "source", Table: unit.String(), Why: "has no columns to copy"}
 	}
 	return cols, skipped, binary, why, nil
+}
+
+func orNone(composite string) string {
+	if composite == "" {
+		return "no composite"
+	}
+	return composite
 }
 
 // Options is what Plan needs besides the two catalogs.

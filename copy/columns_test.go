@@ -81,3 +81,29 @@ func TestGeneratedOnSourceOnlyRefused(t *testing.T) {
 		t.Errorf("skipped %q", u.Skipped)
 	}
 }
+
+// Each server resolves a --table name with its own search_path, so two
+// names can select two source tables that map to one destination table.
+// Only one could be copied (the other was dropped, silently, as a repeat);
+// the plan refuses, naming both.
+func TestTwoSourcesOneDestinationRefused(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	schema := `CREATE SCHEMA app; CREATE TABLE app.orders (id int PRIMARY KEY); CREATE TABLE public.orders (id int PRIMARY KEY);`
+	mustExec(t, src, schema+`INSERT INTO app.orders VALUES (1); INSERT INTO public.orders VALUES (2);
+		ALTER DATABASE `+dbName(t, src)+` SET search_path = app, public;`)
+	mustExec(t, dst, schema+`INSERT INTO public.orders VALUES (9);`)
+	_, err := copy.Run(testCtx(t), opts(src, dst, "orders", "public.orders"))
+	var bad *copy.BadInputError
+	if !errors.As(err, &bad) || !strings.Contains(err.Error(), `"app"."orders"`) || !strings.Contains(err.Error(), `"public"."orders"`) {
+		t.Errorf("err = %v, want bad input naming both source tables", err)
+	}
+	if got := dump(t, dst, "public.orders", "id", "id"); got != "(9)" {
+		t.Errorf("destination changed: %s", got)
+	}
+	// Each name once is fine: the unqualified one maps app.orders to public.orders, as documented.
+	rep := mustCopy(t, opts(src, dst, "public.orders"))
+	if rep.Units[0].Unit != `"public"."orders"` {
+		t.Errorf("unit %s", rep.Units[0].Unit)
+	}
+}

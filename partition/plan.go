@@ -495,7 +495,7 @@ func expandAll(ctx context.Context, src, dst Querier, pairs []tablePair, o Optio
 	}
 	var all []tablePair
 	var extras []extraLeaves
-	seen := map[uint32]bool{}
+	seen := map[uint32]Table{} // destination OID -> its source table
 	for _, p := range pairs {
 		if p.d.OID == 0 {
 			all = append(all, p)
@@ -517,9 +517,17 @@ func expandAll(ctx context.Context, src, dst Querier, pairs []tablePair, o Optio
 			}
 		}
 		for _, e := range expanded {
-			if !seen[e.d.OID] {
-				seen[e.d.OID] = true
+			prev, dup := seen[e.d.OID]
+			switch {
+			case !dup:
+				seen[e.d.OID] = e.s
 				all = append(all, e)
+			case prev.OID != e.s.OID && prev.OID != 0 && e.s.OID != 0:
+				// Each server resolves names with its own search_path:
+				// two source tables cannot both be copied into one.
+				return nil, &SchemaError{Side: "destination", Table: e.d.String(),
+					Why: fmt.Sprintf("is selected for two source tables, %s and %s (each server resolves a name with its own search_path); "+
+						"select them by schema-qualified names", prev, e.s)}
 			}
 		}
 	}

@@ -331,7 +331,7 @@ func TestPartitionBoundsMustMatch(t *testing.T) {
 	pgbench(t, src, "-i", "-q", "-I", "dt", "-s", "2", "--partitions=3", "--partition-method=range")
 	pgbench(t, dst, "-i", "-q", "-I", "dt", "-s", "1", "--partitions=3", "--partition-method=range")
 	code, _, errOut := lockstep(t, context.Background(), "plan", "--source", src, "--dest", dst, "--table", "pgbench_accounts")
-	if code != 2 || !strings.Contains(errOut, `partition bounds differ: "public"."pgbench_accounts_1" is FOR VALUES FROM (MINVALUE) TO (66668) on the source but FOR VALUES FROM (MINVALUE) TO (33335) on the destination`) {
+	if code != 2 || !strings.Contains(errOut, `partition bounds differ: "public"."pgbench_accounts_1" is RANGE (aid) FOR VALUES FROM (MINVALUE) TO (66668) on the source but RANGE (aid) FOR VALUES FROM (MINVALUE) TO (33335) on the destination`) {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 }

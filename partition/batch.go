@@ -87,8 +87,10 @@ func resolveAll(ctx context.Context, q Querier, side string, names []string) ([]
 
 // leavesOf lists, for each partitioned root, its leaf partitions
 // (sub-partitions included) ordered by name, each with its bounds from the
-// outermost level below the root down to the leaf. One query: the bounds
-// are chained in Go from each node's parent.
+// outermost level below the root down to the leaf, each bound after the
+// partition key of its level (leaves of one name and bounds under other
+// keys hold other rows). One query: the bounds are chained in Go from each
+// node's parent.
 func leavesOf(ctx context.Context, q Querier, roots []Table) (map[uint32][]Table, error) {
 	out := make(map[uint32][]Table, len(roots))
 	if len(roots) == 0 {
@@ -96,7 +98,8 @@ func leavesOf(ctx context.Context, q Querier, roots []Table) (map[uint32][]Table
 	}
 	rows, err := q.Query(ctx, `
 		SELECT r.root, t.relid::oid, COALESCE(t.parentrelid::oid, 0), t.isleaf, n.nspname, c.relname, c.relkind::text,
-		       COALESCE(pg_catalog.pg_get_expr(c.relpartbound, c.oid), '')
+		       COALESCE(pg_catalog.pg_get_expr(c.relpartbound, c.oid), ''),
+		       CASE WHEN c.relkind = 'p' THEN pg_catalog.pg_get_partkeydef(c.oid) ELSE '' END
 		FROM unnest($1::oid[]) AS r(root)
 		CROSS JOIN LATERAL pg_catalog.pg_partition_tree(r.root::regclass) t
 		JOIN pg_catalog.pg_class c ON c.oid = t.relid
@@ -108,6 +111,7 @@ func leavesOf(ctx context.Context, q Querier, roots []Table) (map[uint32][]Table
 	type node struct {
 		parent uint32
 		bound  string
+		key    string // a partitioned node's partition key
 	}
 	nodes := map[uint32]map[uint32]node{} // root -> relid -> node
 	var leaves []struct {
@@ -117,11 +121,12 @@ func leavesOf(ctx context.Context, q Querier, roots []Table) (map[uint32][]Table
 	var root, relid, parent uint32
 	var leaf bool
 	var t Table
-	_, err = pgx.ForEachRow(rows, []any{&root, &relid, &parent, &leaf, &t.Schema, &t.Name, &t.Kind, &t.Bound}, func() error {
+	var key string
+	_, err = pgx.ForEachRow(rows, []any{&root, &relid, &parent, &leaf, &t.Schema, &t.Name, &t.Kind, &t.Bound, &key}, func() error {
 		if nodes[root] == nil {
 			nodes[root] = map[uint32]node{}
 		}
-		nodes[root][relid] = node{parent: parent, bound: t.Bound}
+		nodes[root][relid] = node{parent: parent, bound: t.Bound, key: key}
 		if leaf {
 			t.OID = relid
 			leaves = append(leaves, struct {
@@ -138,7 +143,7 @@ func leavesOf(ctx context.Context, q Querier, roots []Table) (map[uint32][]Table
 		tree := nodes[l.root]
 		var chain []string
 		for id := l.t.OID; id != l.root && id != 0; id = tree[id].parent {
-			chain = append(chain, tree[id].bound)
+			chain = append(chain, tree[tree[id].parent].key+" "+tree[id].bound)
 			if len(chain) > len(tree) {
 				return nil, fmt.Errorf("partition tree of %d: a cycle at %s", l.root, l.t)
 			}

@@ -8,6 +8,7 @@ import (
 
 	"lockstep/copy"
 	"lockstep/internal/pgtest"
+	"lockstep/verify"
 )
 
 // A composite type of one name whose attributes differ between the servers
@@ -136,4 +137,34 @@ func TestPartitionKeysDifferRefused(t *testing.T) {
 	mustExec(t, dst, "DROP TABLE m;"+fmt.Sprintf(tree, "a", "c"))
 	mustCopy(t, opts(src, dst, "m"))
 	assertSame(t, src, dst, "m", "a, b, c", "a")
+}
+
+// A domain of one name over built-in base types that differ is copied as
+// text; where the destination's base does not hold every source value
+// exactly (numeric into numeric(10,2): rounded), the plan refuses, as it
+// does for the same change of a plain column. A widening base (int into
+// bigint) still copies.
+func TestDomainBaseNarrowingRefused(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	mustExec(t, src, `CREATE DOMAIN amt AS numeric; CREATE DOMAIN wide AS int;
+		CREATE TABLE pay (id int PRIMARY KEY, a amt, w wide); INSERT INTO pay VALUES (1, 1.234, 7);`)
+	mustExec(t, dst, `CREATE DOMAIN amt AS numeric(10,2); CREATE DOMAIN wide AS bigint;
+		CREATE TABLE pay (id int PRIMARY KEY, a amt, w wide);`)
+	o := opts(src, dst, "pay")
+	o.Verify = verify.Count
+	_, err := copy.Run(testCtx(t), o)
+	var bad *copy.BadInputError
+	if !errors.As(err, &bad) || !strings.Contains(err.Error(), `column "a"`) || strings.Contains(err.Error(), `column "w"`) {
+		t.Errorf("err = %v, want bad input naming column a only", err)
+	}
+	if n := count(t, dst, "pay"); n != 0 {
+		t.Errorf("destination has %d rows", n)
+	}
+	mustExec(t, dst, `ALTER TABLE pay DROP COLUMN a; DROP DOMAIN amt; CREATE DOMAIN amt AS numeric; ALTER TABLE pay ADD COLUMN a amt;`)
+	rep := mustCopy(t, o)
+	if rep.Units[0].Format != "text" {
+		t.Errorf("format %s, want text", rep.Units[0].Format)
+	}
+	assertSame(t, src, dst, "pay", "id, a, w", "id")
 }

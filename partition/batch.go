@@ -174,6 +174,8 @@ func columnsOf(ctx context.Context, q Querier, ts []Table) (map[uint32][]Column,
 		            WHEN ty.typtype = 'd' AND ty.typbasetype < 16384 AND bt.typelem < 16384
 		            THEN 'domain over ' || pg_catalog.format_type(ty.typbasetype, ty.typtypmod)
 		            ELSE '' END,
+		       CASE WHEN ty.typtype = 'd' AND ty.typbasetype < 16384 AND bt.typelem < 16384 THEN ty.typbasetype ELSE 0 END,
+		       CASE WHEN ty.typtype = 'd' AND ty.typbasetype < 16384 AND bt.typelem < 16384 THEN ty.typtypmod ELSE -1 END,
 		       a.attgenerated <> '', a.attnotnull, a.atthasdef
 		FROM unnest($1::oid[]) AS u(oid)
 		JOIN pg_catalog.pg_attribute a ON a.attrelid = u.oid
@@ -188,7 +190,7 @@ func columnsOf(ctx context.Context, q Querier, ts []Table) (map[uint32][]Column,
 	var rel uint32
 	var c Column
 	user := map[uint32]bool{}
-	_, err = pgx.ForEachRow(rows, []any{&rel, &c.Name, &c.TypeOID, &c.TypMod, &c.Type, &c.BuiltIn, &c.Wire, &c.Generated, &c.NotNull, &c.HasDefault},
+	_, err = pgx.ForEachRow(rows, []any{&rel, &c.Name, &c.TypeOID, &c.TypMod, &c.Type, &c.BuiltIn, &c.Wire, &c.BaseOID, &c.BaseTypMod, &c.Generated, &c.NotNull, &c.HasDefault},
 		func() error {
 			out[rel] = append(out[rel], c)
 			if !c.BuiltIn {

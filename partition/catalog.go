@@ -112,6 +112,10 @@ type Column struct {
 	// form: "enum" (an enum travels as its label) or "domain over T" (a
 	// domain travels as its built-in base type T); "" otherwise.
 	Wire string
+	// BaseOID and BaseTypMod, for a domain whose Wire is set, are its
+	// base type and modifier (0 and -1 otherwise).
+	BaseOID    uint32
+	BaseTypMod int32
 	// Composite, for a type that is or holds composite types (directly,
 	// or through arrays, domains, ranges and other composites), lists
 	// each of them with its attributes in order: a composite's text form

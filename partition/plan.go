@@ -177,6 +177,12 @@ func MatchColumns(unit Table, dest Table, src, dst []Column, sameMajor bool) (co
 		case s.Type == d.Type && s.Wire != "" && s.Wire == d.Wire:
 			// An enum's binary form is its label, a domain's its base
 			// type's: no OID travels, so binary is exact.
+		case s.Type == d.Type && s.BaseOID != 0 && d.BaseOID != 0 && !widens(Column{TypeOID: s.BaseOID, TypMod: s.BaseTypMod}, Column{TypeOID: d.BaseOID, TypMod: d.BaseTypMod}):
+			// One domain name over built-in bases that differ (identical
+			// ones went binary above): as for a plain column, only a
+			// widening is exact.
+			unsafe = append(unsafe, fmt.Sprintf("column %s has type %s, a %s on the source but a %s on the destination",
+				quoteList([]string{s.Name}), s.Type, s.Wire, d.Wire))
 		case s.Type == d.Type:
 			if binary {
 				binary, why = false, fmt.Sprintf("column %s has type %s, which is not built in", quoteList([]string{s.Name}), s.Type)

@@ -168,3 +168,26 @@ func TestDomainBaseNarrowingRefused(t *testing.T) {
 	}
 	assertSame(t, src, dst, "pay", "id, a, w", "id")
 }
+
+// A user range type of one name over other subtypes is copied as text,
+// whose bounds the destination parses as its own subtype: numeric bounds
+// into float8 are rounded, which only the checksum could catch. The plan
+// refuses it.
+func TestRangeSubtypeDiffersRefused(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	mustExec(t, src, `CREATE TYPE span AS RANGE (subtype = numeric);
+		CREATE TABLE spans (id int PRIMARY KEY, s span, ss span[]);
+		INSERT INTO spans VALUES (1, '[0.10000000000000000001,1)', '{"[0.10000000000000000001,1)"}');`)
+	mustExec(t, dst, `CREATE TYPE span AS RANGE (subtype = float8); CREATE TABLE spans (id int PRIMARY KEY, s span, ss span[]);`)
+	o := opts(src, dst, "spans")
+	o.Verify = verify.Count
+	_, err := copy.Run(testCtx(t), o)
+	var bad *copy.BadInputError
+	if !errors.As(err, &bad) || !strings.Contains(err.Error(), "public.span (range of numeric)") || !strings.Contains(err.Error(), "public.span (range of double precision)") {
+		t.Errorf("err = %v, want bad input naming both subtypes", err)
+	}
+	if n := count(t, dst, "spans"); n != 0 {
+		t.Errorf("destination has %d rows", n)
+	}
+}

@@ -213,11 +213,11 @@ func columnsOf(ctx context.Context, q Querier, ts []Table) (map[uint32][]Column,
 	return out, nil
 }
 
-// compositesOf describes, for each of the given types, the composite types
-// it is or holds (through arrays, domains, ranges, multiranges and the
-// attributes of composites, to any depth): each by name with its live
-// attributes in order, sorted by name. Types that hold no composite are
-// left out. One query; run with search_path pinned, like columnsOf.
+// compositesOf describes, for each of the given types, the composite and
+// user range types it is or holds (through arrays, domains, ranges,
+// multiranges and the attributes of composites, to any depth): each by name
+// with its live attributes in order, or its subtype, sorted by name. Types
+// that hold neither are left out. One query; run with search_path pinned, like columnsOf.
 func compositesOf(ctx context.Context, q Querier, types []uint32) (map[uint32]string, error) {
 	rows, err := q.Query(ctx, `
 		WITH RECURSIVE reach(root, t) AS (
@@ -238,11 +238,13 @@ func compositesOf(ctx context.Context, q Querier, types []uint32) (map[uint32]st
 		SELECT r.root, pg_catalog.string_agg(pg_catalog.format_type(ty.oid, NULL) || ' (' || COALESCE(x.attrs, '') || ')', '; '
 		                                     ORDER BY pg_catalog.format_type(ty.oid, NULL))
 		FROM reach r
-		JOIN pg_catalog.pg_type ty ON ty.oid = r.t AND ty.typtype = 'c'
+		JOIN pg_catalog.pg_type ty ON ty.oid = r.t AND (ty.typtype = 'c' OR ty.typtype = 'r' AND ty.oid >= 16384)
 		CROSS JOIN LATERAL (
-		  SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname) || ' ' || pg_catalog.format_type(a.atttypid, a.atttypmod), ', ' ORDER BY a.attnum)
-		  FROM pg_catalog.pg_attribute a
-		  WHERE a.attrelid = ty.typrelid AND a.attnum > 0 AND NOT a.attisdropped
+		  SELECT CASE WHEN ty.typtype = 'r'
+		    THEN (SELECT 'range of ' || pg_catalog.format_type(rg.rngsubtype, NULL) FROM pg_catalog.pg_range rg WHERE rg.rngtypid = ty.oid)
+		    ELSE (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname) || ' ' || pg_catalog.format_type(a.atttypid, a.atttypmod), ', ' ORDER BY a.attnum)
+		          FROM pg_catalog.pg_attribute a
+		          WHERE a.attrelid = ty.typrelid AND a.attnum > 0 AND NOT a.attisdropped) END
 		) x(attrs)
 		GROUP BY r.root`, types)
 	if err != nil {

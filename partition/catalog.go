@@ -116,11 +116,12 @@ type Column struct {
 	// base type and modifier (0 and -1 otherwise).
 	BaseOID    uint32
 	BaseTypMod int32
-	// Composite, for a type that is or holds composite types (directly,
-	// or through arrays, domains, ranges and other composites), lists
-	// each of them with its attributes in order: a composite's text form
-	// fills attributes by position, so one name must mean one structure on
-	// both servers. "" for every other type.
+	// Composite, for a type that is or holds composite types or user range
+	// types (directly, or through arrays, domains, ranges and other
+	// composites), lists each of them with its attributes in order, or its
+	// subtype: a composite's text form fills attributes by position, and a
+	// range's bounds are parsed as its subtype, so one name must mean one
+	// structure on both servers. "" for every other type.
 	Composite  string
 	Generated  bool
 	NotNull    bool

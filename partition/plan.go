@@ -125,8 +125,9 @@ func widens(src, dst Column) bool {
 // Generated columns are never copied (COPY cannot read them): a column
 // generated on the source must be generated on the destination too (which
 // computes its own) or absent there; every other source column must exist
-// on the destination with the same type (for a composite, or a type holding
-// one, the same attributes in the same order on both sides) or a type that
+// on the destination with the same type (for a composite or a user range,
+// or a type holding one, the same attributes in the same order or the same
+// subtype on both sides) or a type that
 // widens it exactly; destination columns the source
 // lacks must be nullable or have a default. Binary format is chosen only
 // when every copied type is identical and built in and both servers run the
@@ -166,7 +167,7 @@ func MatchColumns(unit Table, dest Table, src, dst []Column, sameMajor bool) (co
 		switch {
 		case s.Type == d.Type && s.Composite != d.Composite:
 			// A composite's text form fills its attributes by position.
-			unsafe = append(unsafe, fmt.Sprintf("column %s has type %s, whose composite attributes differ: %s on the source but %s on the destination",
+			unsafe = append(unsafe, fmt.Sprintf("column %s has type %s, whose composite attributes or range subtype differ: %s on the source but %s on the destination",
 				quoteList([]string{s.Name}), s.Type, orNone(s.Composite), orNone(d.Composite)))
 		case s.Type == d.Type && namesByOID(s):
 			if binary {
@@ -226,7 +227,7 @@ func MatchColumns(unit Table, dest Table, src, dst []Column, sameMajor bool) (co
 
 func orNone(composite string) string {
 	if composite == "" {
-		return "no composite"
+		return "no composite or range"
 	}
 	return composite
 }

@@ -34,7 +34,7 @@ func TestMatchColumns(t *testing.T) {
 			sameMajor: true, cols: "id", binary: true, skipped: "g (generated on the source),note (generated on the destination)"},
 		{name: "generated on the source only", s: []Column{id, gen}, d: []Column{id, col("g", "integer", 23, -1)}, errHas: `column "g" is generated on the source`},
 		{name: "composite attributes differ", s: []Column{id, {Name: "p", Type: "public.pair", TypeOID: 16400, TypMod: -1, Composite: "public.pair (a integer, b integer)"}},
-			d: []Column{id, {Name: "p", Type: "public.pair", TypeOID: 17000, TypMod: -1, Composite: "public.pair (b integer, a integer)"}}, errHas: "whose composite attributes differ"},
+			d: []Column{id, {Name: "p", Type: "public.pair", TypeOID: 17000, TypMod: -1, Composite: "public.pair (b integer, a integer)"}}, errHas: "whose composite attributes or range subtype differ"},
 		{name: "regclass as text", s: []Column{id, col("c", "regclass", 2205, -1)}, d: []Column{id, col("c", "regclass", 2205, -1)}, sameMajor: true, cols: "id,c", whyHas: `column "c" has type regclass, whose values are object OIDs`},
 		{name: "int widens", s: []Column{id}, d: []Column{col("id", "bigint", 20, -1)}, sameMajor: true, cols: "id", whyHas: "integer on the source and bigint"},
 		{name: "varchar widens", s: []Column{col("v", "character varying(10)", 1043, 14)}, d: []Column{col("v", "character varying(20)", 1043, 24)}, sameMajor: true, cols: "v"},

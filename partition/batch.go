@@ -176,7 +176,7 @@ func columnsOf(ctx context.Context, q Querier, ts []Table) (map[uint32][]Column,
 		            ELSE '' END,
 		       CASE WHEN ty.typtype = 'd' AND ty.typbasetype < 16384 AND bt.typelem < 16384 THEN ty.typbasetype ELSE 0 END,
 		       CASE WHEN ty.typtype = 'd' AND ty.typbasetype < 16384 AND bt.typelem < 16384 THEN ty.typtypmod ELSE -1 END,
-		       a.attgenerated <> '', a.attnotnull, a.atthasdef
+		       a.attgenerated <> '', a.attnotnull, a.atthasdef OR a.attidentity <> ''
 		FROM unnest($1::oid[]) AS u(oid)
 		JOIN pg_catalog.pg_attribute a ON a.attrelid = u.oid
 		JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid

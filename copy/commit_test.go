@@ -9,6 +9,7 @@ import (
 
 	"lockstep/copy"
 	"lockstep/internal/pgtest"
+	"lockstep/ledger"
 )
 
 // The destination commits but its answer is lost (the proxy forwards the
@@ -82,8 +83,8 @@ func TestCommitTimeoutLeavesTimeToRecheck(t *testing.T) {
 func TestCommitUnknownWhileStoppingIsNotInterrupted(t *testing.T) {
 	t.Parallel()
 	f := newNetFixture(t, "")
-	held := f.dp.HoldAt(pgtest.IsQuery("COMMIT"))
-	o := f.opts()
+	held := f.dp.HoldAt(pgtest.IsStatement("COMMIT"))
+	o := withLedger(f.opts(), ledger.Config{})
 	// The re-check gets no time at all: it fails.
 	copy.SetCommitTimeouts(&o, 2*time.Second, time.Nanosecond)
 	ctx, stop := context.WithCancel(testCtx(t))
@@ -103,5 +104,8 @@ func TestCommitUnknownWhileStoppingIsNotInterrupted(t *testing.T) {
 	}
 	if !errors.As(err, new(*copy.CommitUnknownError)) {
 		t.Errorf("run error %v lacks the CommitUnknownError", err)
+	}
+	if got := pgtest.QueryString(t, f.dst, "SELECT string_agg(outcome, ' ') FROM lockstep.units"); got != "failed" {
+		t.Errorf("ledger rows: %q, want failed", got)
 	}
 }

@@ -243,10 +243,12 @@ func (w *worker) recordFailure(ctx context.Context, g *partition.Group, res *Res
 	switch {
 	case retried:
 		outcome = ledger.OutcomeRetried
+	case isMismatch(err):
+		outcome = ledger.OutcomeMismatch // found before any stop, as the unit's status
+	case errors.As(err, new(*CommitUnknownError)):
+		// failed: not known to be rolled back
 	case ctx.Err() != nil:
 		outcome = ledger.OutcomeInterrupted
-	case isMismatch(err):
-		outcome = ledger.OutcomeMismatch
 	}
 	a := w.attemptRecord(g, res, unitKey(g), unitShape(g), outcome, 0)
 	a.Error = err.Error()
@@ -305,7 +307,9 @@ func (w *worker) successRow(g *partition.Group, res *Result, xid int64, held, wa
 	return ledgerRow{key: key, sql: sql, args: args}
 }
 
-func isMismatch(err error) bool { return errors.As(err, new(*verify.MismatchError)) }
+func isMismatch(err error) bool {
+	return errors.As(err, new(*verify.MismatchError)) || errors.As(err, new(*SequenceBehindError))
+}
 
 // LedgerUnits are the plan's units as the ledger knows them (for status).
 func (p *Plan) LedgerUnits() []ledger.Unit {

@@ -29,7 +29,8 @@ const statusExitHelp = `EXIT CODES (status):
    2  bad usage or bad input (a newer ledger, an unknown run, ...)
    3  some units have no verified copy yet (never copied, interrupted, unverified,
       older than --since, their columns changed since, or emptied since by a unit
-      that truncates their partitioned table), or no run is recorded`
+      that truncates their partitioned table), or no run is recorded; with --run,
+      also when the run stopped before it reached all the units it planned`
 
 const ledgerHelp = "Each run is recorded in a ledger in the destination (schema lockstep; --ledger-schema), each\n" +
 	"unit's success row committing in the unit's own transaction: a run skips the units earlier runs\n" +
@@ -138,7 +139,7 @@ func runStatus(ctx context.Context, opts copy.Options, schema string, q ledger.S
 	switch {
 	case s.Failed > 0:
 		code = statusFailed
-	case s.Never+s.Incomplete > 0, len(s.Runs) == 0 && opts.Selection.Empty():
+	case s.Never+s.Incomplete+s.Unreached > 0, len(s.Runs) == 0 && opts.Selection.Empty():
 		code = statusIncomplete
 	}
 	if format == "json" {
@@ -206,6 +207,9 @@ func writeStatus(w io.Writer, s *ledger.Status) {
 		tw.Flush()
 	}
 	fmt.Fprintf(w, "\nunits: %d verified, %d failed, %d never copied, %d incomplete\n", s.Verified, s.Failed, s.Never, s.Incomplete)
+	if s.Unreached > 0 {
+		fmt.Fprintf(w, "%d more units of the run were never reached (it stopped first); ask about its selection to see them\n", s.Unreached)
+	}
 }
 
 func cut(s string, n int) string {

@@ -322,3 +322,35 @@ func TestOddLedgerSchemaName(t *testing.T) {
 	mustRun(t, 0, append([]string{"status"}, args...)...)
 	mustRun(t, 3, "status", "--dest", dst) // the default schema holds nothing
 }
+
+// Asked about one run that stopped before it reached every unit it
+// planned, status does not say "done": the ledger holds no row for the
+// units it never reached, only their number, and status counts them.
+func TestStatusOfARunStoppedEarly(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	schema := "CREATE TABLE t1 (id int PRIMARY KEY); CREATE TABLE t2 (id int PRIMARY KEY);"
+	pgtest.Exec(t, src, schema+"INSERT INTO t1 SELECT generate_series(1, 10); INSERT INTO t2 SELECT generate_series(1, 20);")
+	pgtest.Exec(t, dst, schema)
+	// The deadline has passed before the first unit: none starts.
+	mustRun(t, 3, "copy", "--source", src, "--dest", dst, "--table", "t1", "--table", "t2", "--max-duration", "1ns")
+	run := pgtest.QueryString(t, dst, "SELECT id FROM lockstep.runs")
+	code, out, errOut := lockstep(t, context.Background(), "status", "--dest", dst, "--run", run)
+	if code != 3 || !strings.Contains(out, "2 more units of the run were never reached") {
+		t.Fatalf("status --run of a run that reached no unit: exit %d, want 3\n%s%s", code, out, errOut)
+	}
+	var js struct {
+		ExitCode  int `json:"exit_code"`
+		Unreached int `json:"unreached"`
+	}
+	_, out, _ = lockstep(t, context.Background(), "status", "--dest", dst, "--run", run, "--format", "json")
+	if err := json.Unmarshal([]byte(out), &js); err != nil || js.ExitCode != 3 || js.Unreached != 2 {
+		t.Errorf("json: %+v (%v)\n%s", js, err, out)
+	}
+	// A later run that copies them does not change what the stopped run
+	// reached: asked about it, status still counts them unreached.
+	mustRun(t, 0, "copy", "--source", src, "--dest", dst, "--table", "t1", "--table", "t2")
+	if code, out, _ := lockstep(t, context.Background(), "status", "--dest", dst, "--run", run); code != 3 {
+		t.Errorf("status --run of the stopped run after a full one: exit %d, want 3\n%s", code, out)
+	}
+}

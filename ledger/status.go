@@ -74,6 +74,11 @@ type Status struct {
 	Failed     int `json:"failed"`
 	Never      int `json:"never_copied"`
 	Incomplete int `json:"incomplete"`
+	// Unreached, asked about one run, is how many of the units it planned
+	// it neither attempted nor skipped (it stopped or died first). The
+	// ledger keeps their number, not their names: ask about the selection
+	// to see them.
+	Unreached int `json:"unreached,omitempty"`
 }
 
 // ReadStatus reads the ledger in schema through q without changing
@@ -110,6 +115,10 @@ func ReadStatus(ctx context.Context, q Querier, schema string, sq StatusQuery) (
 	}
 	if err != nil {
 		return nil, fmt.Errorf("destination: ledger: %w", err)
+	}
+	if sq.Run != "" {
+		r := st.Runs[0]
+		st.Unreached = max(r.Units-r.Skipped-len(units), 0)
 	}
 	states, err := unitStates(ctx, q, schema, units, sq.Since, v >= emptiedVersion)
 	if err != nil {

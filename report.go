@@ -83,7 +83,7 @@ func writeReport(st *runState, err error) error {
 func reportOptions(st *runState) map[string]any {
 	opts, secrets := st.opts, st.secrets
 	o := map[string]any{
-		"source": copy.Redact(opts.Source, secrets...), "dest": copy.Redact(opts.Dest, secrets...),
+		"source": copy.RedactDSN(opts.Source, secrets...), "dest": copy.RedactDSN(opts.Dest, secrets...),
 		"tables": opts.Tables, "tables_matching": opts.Matching, "exclude": opts.Exclude, "order": opts.Order,
 		"jobs": opts.Jobs, "fail_fast": opts.FailFast, "verify": opts.Verify,
 		"lock_timeout": opts.LockTimeout.String(), "lock_timeout_s": opts.LockTimeout.Seconds(),

@@ -23,9 +23,9 @@ type side struct {
 }
 
 func parseSide(name, dsn string, stall time.Duration) (*side, error) {
-	cfg, err := pgx.ParseConfig(dsn)
+	cfg, err := ParseDSN(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("%s: invalid connection string: %w", name, err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = DefaultConnect

@@ -26,7 +26,7 @@ const (
 const statusExitHelp = `EXIT CODES (status):
    0  every unit asked about has a verified copy
    1  the latest attempt of some unit failed (or mismatched)
-   2  bad usage or bad input (a newer ledger, an unknown run, ...)
+   2  bad usage or bad input (a newer ledger, an unknown run, a role that may not read it, ...)
    3  some units have no verified copy yet (never copied, interrupted, unverified,
       older than --since, their columns changed since, or emptied since by a unit
       that truncates their partitioned table), or no run is recorded; with --run,

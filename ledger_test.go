@@ -304,6 +304,25 @@ func TestLedgerSchemaTheRoleCannotCreate(t *testing.T) {
 	mustRun(t, 0, "copy", "--source", src, "--dest", as(dst), "--table", "t", "--ledger", "none")
 }
 
+// A role that may not read the ledger gets from status exit 2 (bad input)
+// and one line naming the side, the schema and the privilege: not 3, which
+// says units remain to be copied and would have a cron job run copy again.
+func TestStatusLedgerTheRoleCannotRead(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	role, as := newRole(t, "nostatus", dst)
+	pgtest.Exec(t, src, "CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 10);")
+	pgtest.Exec(t, dst, "CREATE TABLE t (id int); GRANT SELECT, INSERT, TRUNCATE ON t TO "+role)
+	mustRun(t, 0, "copy", "--source", src, "--dest", dst, "--table", "t")
+	for _, args := range [][]string{{}, {"--source", src, "--table", "t"}} {
+		code, out, errOut := lockstep(t, context.Background(), append([]string{"status", "--dest", as(dst)}, args...)...)
+		if code != 2 || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, `destination: ledger`) ||
+			!strings.Contains(errOut, "permission denied for schema lockstep") || !strings.Contains(errOut, "GRANT USAGE ON SCHEMA") {
+			t.Errorf("status %v: exit %d, want 2 and one line naming the privilege\n%s%s", args, code, out, errOut)
+		}
+	}
+}
+
 // A ledger schema may have any name.
 func TestOddLedgerSchemaName(t *testing.T) {
 	t.Parallel()

@@ -3,6 +3,10 @@ package copy
 import (
 	"context"
 	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"lockstep/ledger"
 )
@@ -51,6 +55,10 @@ func ReadStatus(ctx context.Context, opts Options, schema string, q ledger.Statu
 	var noRun *ledger.NoRunError
 	if errors.As(err, &newer) || errors.As(err, &noRun) {
 		return nil, &BadInputError{err}
+	}
+	if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == "42501" { // insufficient_privilege
+		s := pgx.Identifier{schema}.Sanitize()
+		return nil, &BadInputError{fmt.Errorf("%w (GRANT USAGE ON SCHEMA %s and SELECT ON ALL TABLES IN SCHEMA %s to the role)", err, s, s)}
 	}
 	return st, err
 }

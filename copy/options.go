@@ -103,6 +103,8 @@ type Options struct {
 
 	hashFunc string // row hash the servers share for the diff: md5, or sha256
 	syncOnly bool   // the plan is for SyncSequences: it reads sequences, copies nothing
+	// statusOnly: the plan is for ReadStatus: a copy's units, read only.
+	statusOnly bool
 	// setvals runs the sequence-setting statements of concurrent units one
 	// at a time (see setGroupSequences); shared by copies of the options.
 	setvals *sync.Mutex

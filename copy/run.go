@@ -97,6 +97,7 @@ func plan(ctx context.Context, src, dst *side, opts *Options) ([]partition.Group
 		ExactCounts:     opts.ExactCounts,
 		Copy:            copying,
 		Lock:            copying || opts.Lock || opts.RecheckLocked,
+		ReadOnly:        opts.statusOnly,
 		WithKey:         opts.Diff,
 		Key:             opts.DiffKey,
 		FKMode:          opts.FKMode,

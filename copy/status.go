@@ -20,6 +20,7 @@ import (
 func ReadStatus(ctx context.Context, opts Options, schema string, q ledger.StatusQuery) (*ledger.Status, error) {
 	if !opts.Selection.Empty() {
 		opts.Ledger = nil
+		opts.statusOnly = true
 		p, err := MakePlan(ctx, opts)
 		if err != nil {
 			return nil, err

@@ -235,13 +235,16 @@ func orNone(composite string) string {
 // Options is what Plan needs besides the two catalogs.
 type Options struct {
 	Selection
-	SameMajor   bool     // both servers run one major version: binary is possible
-	ExactCounts bool     // count(*) each unit on the source instead of catalog estimates
-	Copy        bool     // units will be copied: check the privileges that needs
-	Lock        bool     // units will be locked on both sides (copy, or verify --lock)
-	WithKey     bool     // find each unit's key (for pinpointing differences)
-	Key         []string // the key columns to use instead of the primary key
-	FKMode      FKMode   // how foreign keys referencing selected tables are handled (copy only)
+	SameMajor   bool // both servers run one major version: binary is possible
+	ExactCounts bool // count(*) each unit on the source instead of catalog estimates
+	Copy        bool // units will be copied: check the privileges that needs
+	Lock        bool // units will be locked on both sides (copy, or verify --lock)
+	// ReadOnly plans the units a copy would (Copy and Lock shape them) for
+	// a reader of the ledger (status): SELECT is the only privilege checked.
+	ReadOnly bool
+	WithKey  bool     // find each unit's key (for pinpointing differences)
+	Key      []string // the key columns to use instead of the primary key
+	FKMode   FKMode   // how foreign keys referencing selected tables are handled (copy only)
 	// DisableTriggers: the copy disables the destination tables' user
 	// triggers while it loads them; the role must be able to.
 	DisableTriggers bool
@@ -762,6 +765,7 @@ func checkPrivileges(side string, t Table, c *catalog, o Options) error {
 	switch {
 	case !p.read:
 		missing = "the SELECT privilege"
+	case o.ReadOnly:
 	case o.Copy && side == "destination" && !p.load:
 		missing = "the INSERT and TRUNCATE privileges (the copy replaces its rows)"
 	case o.Lock && !p.lock:

@@ -110,6 +110,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		action := cmd.Action
 		cmd.Action = func(c *cli.Context) error {
 			st.parsed, st.report = true, c.String("report")
+			if err := checkOutputFile("--report", st.report); err != nil {
+				st.report = "" // nowhere to write it
+				return err
+			}
 			if err := checkLogFormat(c.String("log-format")); err != nil {
 				return err
 			}

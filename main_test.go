@@ -113,6 +113,11 @@ func TestBadInput(t *testing.T) {
 		{"same database", []string{"--source", src, "--dest", src, "--table", "orders"}, []string{"same database"}},
 		{"bad verify", []string{"--source", src, "--dest", dst, "--table", "orders", "--verify", "maybe"}, []string{"unknown verify mode"}},
 		{"unknown flag", []string{"--source", src, "--dest", dst, "--table", "orders", "--frobnicate"}, []string{"frobnicate"}},
+		// Files written at the end are checked at the start: a copy must
+		// not run (and commit) only to fail writing its report.
+		{"report into a directory", []string{"--source", src, "--dest", dst, "--table", "orders", "--report", t.TempDir()}, []string{"--report", "is a directory"}},
+		{"report in no directory", []string{"--source", src, "--dest", dst, "--table", "orders", "--report", "/nonexistent-dir/r.json"}, []string{"--report /nonexistent-dir/r.json", "no such file"}},
+		{"metrics file in no directory", []string{"--source", src, "--dest", dst, "--table", "orders", "--metrics-file", "/nonexistent-dir/m.prom"}, []string{"--metrics-file /nonexistent-dir/m.prom", "no such file"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

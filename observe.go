@@ -25,6 +25,9 @@ func (st *runState) newMetrics(command, file, listen string, labelArgs []string)
 	if file == "" && listen == "" {
 		return nil
 	}
+	if err := checkOutputFile("--metrics-file", file); err != nil {
+		return err
+	}
 	labels, err := metrics.ParseLabels(labelArgs)
 	if err != nil {
 		return err
@@ -41,7 +44,8 @@ func (st *runState) newMetrics(command, file, listen string, labelArgs []string)
 // were set up), so that the file still records the exit.
 func (st *runState) metricsArgs(args []string, stderr io.Writer) {
 	cmd, files := flagArgs(args, "metrics-file")
-	if (cmd != "copy" && cmd != "verify") || len(files) == 0 || files[len(files)-1] == "" {
+	if (cmd != "copy" && cmd != "verify") || len(files) == 0 || files[len(files)-1] == "" ||
+		checkOutputFile("--metrics-file", files[len(files)-1]) != nil {
 		return
 	}
 	_, labels := flagArgs(args, "metrics-label")

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -50,6 +51,27 @@ type jsonReport struct {
 
 // writeReport writes st's report, if one was asked for; err is what the
 // command returned (nil when units ran, whatever their outcome).
+// checkOutputFile refuses, before anything runs, a file lockstep would
+// write only at the end (the report, the metrics): a directory, or a path
+// whose directory does not exist. Empty: not asked for.
+func checkOutputFile(flag, path string) error {
+	if path == "" {
+		return nil
+	}
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return fmt.Errorf("%s %s: is a directory", flag, path)
+	}
+	dir := filepath.Dir(path)
+	fi, err := os.Stat(dir)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%s %s: %w", flag, path, err)
+	case !fi.IsDir():
+		return fmt.Errorf("%s %s: %s is not a directory", flag, path, dir)
+	}
+	return nil
+}
+
 func writeReport(st *runState, err error) error {
 	if st.report == "" {
 		return nil

@@ -369,3 +369,54 @@ func TestGroupMemberChangedByALaterMemberIsCaught(t *testing.T) {
 		assertTableUnlocked(t, dst, table)
 	}
 }
+
+// --check-fks after a --fk-mode replica copy of partitions: the foreign
+// keys of a partitioned table are held by its partitions as clones, and a
+// foreign key to a partitioned table reaches each partition; the orphans
+// are counted against the whole referenced table, each row once.
+func TestCheckFKsPartitioned(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	schema := `CREATE TABLE customer (id int PRIMARY KEY);
+		CREATE TABLE payment (id int PRIMARY KEY, cid int REFERENCES customer) PARTITION BY RANGE (id);
+		CREATE TABLE payment_1 PARTITION OF payment FOR VALUES FROM (0) TO (100);
+		CREATE TABLE payment_2 PARTITION OF payment FOR VALUES FROM (100) TO (200);
+		CREATE TABLE orders (id int PRIMARY KEY) PARTITION BY RANGE (id);
+		CREATE TABLE orders_1 PARTITION OF orders FOR VALUES FROM (0) TO (100);
+		CREATE TABLE orders_2 PARTITION OF orders FOR VALUES FROM (100) TO (200);
+		CREATE TABLE item (id int PRIMARY KEY, oid int REFERENCES orders);`
+	// The source lacks the foreign keys, and half its payments reference
+	// customers it does not have: they are orphans on the destination.
+	mustExec(t, src, strings.NewReplacer("REFERENCES customer", "", "REFERENCES orders", "").Replace(schema)+
+		`INSERT INTO customer SELECT g FROM generate_series(1, 5) g;
+		INSERT INTO payment SELECT g, 1 + g % 10 FROM generate_series(0, 199) g;
+		INSERT INTO orders SELECT g FROM generate_series(0, 199) g;`)
+	// The destination's items reference both partitions of orders, every
+	// one of them a row the copy brings: no orphan there.
+	mustExec(t, dst, schema+`INSERT INTO customer SELECT g FROM generate_series(1, 5) g;
+		INSERT INTO orders SELECT g FROM generate_series(0, 199) g;
+		INSERT INTO item VALUES (1, 5), (2, 150);`)
+	for _, tables := range [][]string{{"payment", "orders"}, {"customer", "payment", "orders"}} {
+		o := opts(src, dst, tables...)
+		o.FKMode, o.CheckFKs = partition.FKReplica, true
+		rep, err := copy.Run(testCtx(t), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := count(t, dst, "payment p WHERE NOT EXISTS (SELECT FROM customer c WHERE c.id = p.cid)")
+		if want != 100 {
+			t.Fatalf("test setup: %d orphans on the destination, want 100", want)
+		}
+		if rep.Orphans != want {
+			t.Errorf("%v: orphans %d, want %d: %+v", tables, rep.Orphans, want, rep.ForeignKeys)
+		}
+		for _, c := range rep.ForeignKeys {
+			if c.Orphans == nil {
+				t.Fatalf("%s not counted", c)
+			}
+			if c.Table == `"public"."item"` && *c.Orphans != 0 {
+				t.Errorf("%v: %s", tables, c)
+			}
+		}
+	}
+}

@@ -123,6 +123,40 @@ type ForeignKey struct {
 	PartitionClone bool
 	Columns        []string // referencing columns
 	RefColumns     []string // referenced columns
+	// Root is the foreign key as declared: the constraint that this one
+	// is a partition's clone of (through any number of levels), or this
+	// one. Its referenced table is the one every referencing row must find
+	// its key in (a partitioned table, not one of its partitions). Nil:
+	// this one.
+	Root *ForeignKey
+}
+
+func (f ForeignKey) declared() ForeignKey {
+	if f.Root == nil {
+		return f
+	}
+	return *f.Root
+}
+
+// Unchecked is the check that a --fk-mode replica copy of one end of f
+// leaves to do: the declared key's, over all of its referencing table when
+// the copied table is the referenced one, or over just the copied
+// referencing table (a partition of the declared one, say).
+func (f ForeignKey) Unchecked(copiedReferenced bool) ForeignKey {
+	d := f.declared()
+	c := d
+	if !copiedReferenced {
+		c.Referencing = f.Referencing
+	}
+	c.Root = &d
+	return c
+}
+
+// Covers reports whether check f (see Unchecked) counts every row that
+// check x counts: the same declared key, over all of its referencing table
+// or over the same table.
+func (f ForeignKey) Covers(x ForeignKey) bool {
+	return f.OID == x.OID && (f.Referencing.OID == x.Referencing.OID || f.Referencing.OID == f.declared().Referencing.OID)
 }
 
 func (f ForeignKey) String() string {
@@ -143,7 +177,9 @@ func foreignKeysOf(ctx context.Context, q Querier, ts []Table, from bool) ([]For
 		       ARRAY(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY AS k(n, i)
 		             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.i),
 		       ARRAY(SELECT a.attname::text FROM unnest(c.confkey) WITH ORDINALITY AS k(n, i)
-		             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.i)
+		             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.i),
+		       tc.oid, tc.conname, tr.oid, trn.nspname, tr.relname, tr.relkind::text,
+		       tf.oid, tfn.nspname, tf.relname, tf.relkind::text
 		FROM unnest($1::oid[]) AS u(oid)
 		JOIN pg_catalog.pg_constraint c ON `+join+` AND c.contype = 'f'
 		JOIN pg_catalog.pg_class r ON r.oid = c.conrelid
@@ -151,18 +187,33 @@ func foreignKeysOf(ctx context.Context, q Querier, ts []Table, from bool) ([]For
 		JOIN pg_catalog.pg_class f ON f.oid = c.confrelid
 		JOIN pg_catalog.pg_namespace fn ON fn.oid = f.relnamespace
 		LEFT JOIN pg_catalog.pg_constraint p ON p.oid = c.conparentid
-		GROUP BY c.oid, r.oid, rn.nspname, f.oid, fn.nspname, p.conrelid
+		JOIN LATERAL (
+			WITH RECURSIVE up(oid, parent) AS (
+				SELECT c.oid, c.conparentid
+				UNION ALL
+				SELECT a.oid, a.conparentid FROM up JOIN pg_catalog.pg_constraint a ON a.oid = up.parent)
+			SELECT oid FROM up WHERE parent = 0) t ON true
+		JOIN pg_catalog.pg_constraint tc ON tc.oid = t.oid
+		JOIN pg_catalog.pg_class tr ON tr.oid = tc.conrelid
+		JOIN pg_catalog.pg_namespace trn ON trn.oid = tr.relnamespace
+		JOIN pg_catalog.pg_class tf ON tf.oid = tc.confrelid
+		JOIN pg_catalog.pg_namespace tfn ON tfn.oid = tf.relnamespace
+		GROUP BY c.oid, r.oid, rn.nspname, f.oid, fn.nspname, p.conrelid, tc.oid, tr.oid, trn.nspname, tf.oid, tfn.nspname
 		ORDER BY rn.nspname, r.relname, c.conname`, oidsOf(ts))
 	if err != nil {
 		return nil, err
 	}
 	var out []ForeignKey
-	var f ForeignKey
+	var f, root ForeignKey
 	_, err = pgx.ForEachRow(rows, []any{&f.OID, &f.Name, &f.Referencing.OID, &f.Referencing.Schema, &f.Referencing.Name, &f.Referencing.Kind,
 		&f.Referenced.OID, &f.Referenced.Schema, &f.Referenced.Name, &f.Referenced.Kind, &f.Deferrable, &f.PartitionClone,
-		&f.Columns, &f.RefColumns}, func() error {
+		&f.Columns, &f.RefColumns, &root.OID, &root.Name, &root.Referencing.OID, &root.Referencing.Schema, &root.Referencing.Name,
+		&root.Referencing.Kind, &root.Referenced.OID, &root.Referenced.Schema, &root.Referenced.Name, &root.Referenced.Kind}, func() error {
+		r := root
+		r.Deferrable, r.Columns, r.RefColumns = f.Deferrable, f.Columns, f.RefColumns
+		f.Root = &r
 		out = append(out, f)
-		f = ForeignKey{}
+		f, root = ForeignKey{}, ForeignKey{}
 		return nil
 	})
 	return out, err
@@ -225,10 +276,16 @@ func groupUnits(units []Unit, g *fkGraph, mode FKMode, o Order) ([]Group, error)
 		unchecked = make([][]ForeignKey, len(units))
 	}
 	for _, k := range g.keys {
-		if mode == FKReplica && !k.PartitionClone {
+		if mode == FKReplica {
+			// Clones included: a partition's own foreign-key triggers did
+			// not fire either. Each is checked against the declared key's
+			// referenced table (all its partitions).
 			for _, end := range []uint32{k.Referencing.OID, k.Referenced.OID} {
-				if i, ok := idx[end]; ok && !slices.ContainsFunc(unchecked[i], func(x ForeignKey) bool { return x.OID == k.OID }) {
-					unchecked[i] = append(unchecked[i], k)
+				if i, ok := idx[end]; ok {
+					c := k.Unchecked(end == k.Referenced.OID)
+					if !slices.ContainsFunc(unchecked[i], func(x ForeignKey) bool { return x.Covers(c) }) {
+						unchecked[i] = append(unchecked[i], c)
+					}
 				}
 			}
 		}

@@ -58,3 +58,30 @@ func TestDestinationTriggers(t *testing.T) {
 		t.Fatalf("non-owner: %v", err)
 	}
 }
+
+// --disable-triggers leaves enabled a trigger created on the destination
+// after the plan was made (a long run, a DBA's change meanwhile): it
+// disables only the triggers it will enable again.
+func TestDisableTriggersSparesTriggersItDidNotPlan(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	mustExec(t, src, trgSchema+`INSERT INTO t SELECT g, 'n' || g FROM generate_series(1, 100) g;`)
+	mustExec(t, dst, trgSchema+`CREATE TRIGGER a_shout BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION shout();`)
+	o := opts(src, dst, "t")
+	o.DisableTriggers = true
+	p, err := copy.MakePlan(testCtx(t), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, dst, `CREATE FUNCTION later() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+		CREATE TRIGGER b_later AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION later();`)
+	rep, err := p.Execute(testCtx(t))
+	if err != nil || rep.Units[0].Status != copy.StatusOK {
+		t.Fatalf("copy: %v", err)
+	}
+	assertSame(t, src, dst, "t", "id, note", "id")
+	got := pgtest.QueryString(t, dst, `SELECT string_agg(tgname || '=' || tgenabled::text, ',' ORDER BY tgname) FROM pg_trigger WHERE tgrelid = 't'::regclass`)
+	if got != "a_shout=O,b_later=O" {
+		t.Errorf("trigger modes after the copy: %s", got)
+	}
+}

@@ -500,13 +500,15 @@ func (w *worker) triggerHint(u *partition.Unit) string {
 }
 
 // triggersSQL is what --disable-triggers runs on the destination: before
-// loading, every user trigger of the group's tables disabled; before the
-// commit, exactly those that were enabled enabled again in their own mode.
-// Both run inside the unit's transaction, so no other session ever sees
-// them disabled (it could not touch the locked tables anyway).
+// loading, the user triggers of the group's tables that the plan found
+// enabled disabled by name; before the commit, exactly those enabled again
+// in their own mode. A trigger created since the plan is left alone
+// (DISABLE TRIGGER USER would leave it disabled for good). Both run inside
+// the unit's transaction, so no other session ever sees them disabled (it
+// could not touch the locked tables anyway).
 func triggersSQL(g *partition.Group) (disable, enable []string) {
 	for _, u := range g.Units {
-		fires := false
+		var off []string
 		for _, t := range u.DestTriggers {
 			var mode string
 			switch t.Enabled {
@@ -519,11 +521,11 @@ func triggersSQL(g *partition.Group) (disable, enable []string) {
 			default:
 				continue
 			}
-			fires = true
+			off = append(off, "DISABLE TRIGGER "+pgx.Identifier{t.Name}.Sanitize())
 			enable = append(enable, fmt.Sprintf("ALTER TABLE %s %s TRIGGER %s", only(u.Dest), mode, pgx.Identifier{t.Name}.Sanitize()))
 		}
-		if fires {
-			disable = append(disable, fmt.Sprintf("ALTER TABLE %s DISABLE TRIGGER USER", only(u.Dest)))
+		if len(off) > 0 {
+			disable = append(disable, fmt.Sprintf("ALTER TABLE %s %s", only(u.Dest), strings.Join(off, ", ")))
 		}
 	}
 	return disable, enable

@@ -30,11 +30,12 @@ func (c FKCheck) String() string {
 // uncheckedKeys lists the foreign keys of the groups that committed and
 // were copied without them being checked, each row to count once: a key
 // checked over all of its referencing table stands for its checks over
-// single partitions of it.
+// single partitions of it. The groups a resumed run skips count too: an
+// earlier run copied them, and the orphans it left are still there.
 func uncheckedKeys(groups []partition.Group, rep *Report) []partition.ForeignKey {
 	var all []partition.ForeignKey
 	for i := range groups {
-		if rep.Units[i].Status == StatusOK {
+		if s := rep.Units[i].Status; s == StatusOK || s == StatusSkipped {
 			all = append(all, groups[i].Unchecked...)
 		}
 	}

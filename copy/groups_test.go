@@ -3,6 +3,7 @@ package copy_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
 	"slices"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"lockstep/copy"
 	"lockstep/internal/pgtest"
+	"lockstep/ledger"
 	"lockstep/partition"
 	"lockstep/verify"
 )
@@ -417,6 +419,33 @@ func TestCheckFKsPartitioned(t *testing.T) {
 			if c.Table == `"public"."item"` && *c.Orphans != 0 {
 				t.Errorf("%v: %s", tables, c)
 			}
+		}
+	}
+}
+
+// A resumed --fk-mode replica run with --check-fks counts the orphans of
+// the foreign keys of the units it skips too: the earlier run copied them
+// without checking those keys, and the orphans it found are still there;
+// the re-run must not exit 0 over them.
+func TestCheckFKsAfterResume(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	mustExec(t, src, fkSchema+fkRows)
+	mustExec(t, dst, fkSchema+`INSERT INTO parent SELECT g, 'p' FROM generate_series(1, 201) g;
+		INSERT INTO child_a VALUES (1, 5, 'ok'), (2, 201, 'orphan-to-be');`)
+	o := withLedger(opts(src, dst, "parent"), ledger.Config{})
+	o.FKMode, o.CheckFKs = partition.FKReplica, true
+	for run := 1; run <= 2; run++ {
+		o.RunID = fmt.Sprintf("run-%d", run)
+		rep, err := copy.Run(testCtx(t), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if run == 2 && rep.Skipped != 1 {
+			t.Fatalf("run 2 skipped %d units, want 1", rep.Skipped)
+		}
+		if rep.Orphans != 1 {
+			t.Errorf("run %d: orphans %d, want 1: %+v", run, rep.Orphans, rep.ForeignKeys)
 		}
 	}
 }

@@ -449,3 +449,40 @@ func TestCheckFKsAfterResume(t *testing.T) {
 		}
 	}
 }
+
+// A partition created after the plan under a partitioned table that a unit
+// truncates for its partitions' later units would be emptied on the
+// destination and copied by no unit: the unit fails instead, before its
+// TRUNCATE, and the destination keeps the partition's rows.
+func TestGroupRefusesPartitionsCreatedSinceThePlan(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	schema := `CREATE TABLE customer (id int PRIMARY KEY);
+		CREATE TABLE payment (id int PRIMARY KEY, cid int REFERENCES customer) PARTITION BY RANGE (id);
+		CREATE TABLE payment_1 PARTITION OF payment FOR VALUES FROM (0) TO (100);`
+	mustExec(t, src, schema+`INSERT INTO customer SELECT g FROM generate_series(1, 5) g;
+		INSERT INTO payment SELECT g, 1 + g % 5 FROM generate_series(0, 99) g;`)
+	mustExec(t, dst, schema+`INSERT INTO customer VALUES (1);`)
+	for _, mode := range []partition.FKMode{partition.FKGroup, partition.FKGroupStrict} {
+		o := opts(src, dst, "customer", "payment")
+		o.FKMode = mode
+		p, err := copy.MakePlan(testCtx(t), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A new partition, dual-written on both sides.
+		add := `CREATE TABLE payment_2 PARTITION OF payment FOR VALUES FROM (100) TO (200);
+			INSERT INTO payment VALUES (150, 1);`
+		mustExec(t, src, add)
+		mustExec(t, dst, add)
+		rep, err := p.Execute(testCtx(t))
+		if err == nil || rep.Units[0].Status != copy.StatusFailed || !strings.Contains(rep.Units[0].Error, "changed since the plan") {
+			t.Errorf("%s: %v", mode, err)
+		}
+		if n := count(t, dst, "payment_2"); n != 1 {
+			t.Errorf("%s: the destination's new partition holds %d rows, want its 1", mode, n)
+		}
+		mustExec(t, src, "DROP TABLE payment_2")
+		mustExec(t, dst, "DROP TABLE payment_2")
+	}
+}

@@ -2,6 +2,7 @@ package copy
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -102,6 +103,28 @@ func pinnedSQL(serverVersion int) string {
 // members and of the partitioned tables it truncates for later units, or,
 // under --fk-mode replica for a table referenced from outside its unit,
 // a DELETE (TRUNCATE checks foreign keys whatever the replication role).
+// leavesCheckSQL fails the destination's transaction, before its TRUNCATE,
+// when a partitioned table the group truncates for later units no longer
+// has exactly the leaf partitions the plan found: a partition created or
+// attached since would be emptied and copied by no unit. It runs after
+// the locks, which keep the partitions as they are until the commit.
+func leavesCheckSQL(g *partition.Group) []string {
+	var out []string
+	for i, t := range g.Truncate {
+		if i >= len(g.TruncateLeaves) {
+			break
+		}
+		oids := make([]string, len(g.TruncateLeaves[i]))
+		for j, o := range g.TruncateLeaves[i] {
+			oids[j] = strconv.FormatUint(uint64(o), 10)
+		}
+		out = append(out, fmt.Sprintf(`DO $lockstep$ BEGIN IF ARRAY(SELECT relid::pg_catalog.oid FROM pg_catalog.pg_partition_tree(%[1]d::pg_catalog.regclass) WHERE isleaf ORDER BY 1) <> '{%[2]s}'::pg_catalog.oid[] THEN `+
+			`RAISE EXCEPTION 'the partitions of %% changed since the plan (TRUNCATE would empty partitions that no unit copies); run again to plan anew', %[1]d::pg_catalog.regclass; END IF; END $lockstep$`,
+			t.OID, strings.Join(oids, ",")))
+	}
+	return out
+}
+
 func replaceSQL(g *partition.Group) string {
 	if g.Delete {
 		return "DELETE FROM " + only(g.Units[0].Dest)

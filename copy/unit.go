@@ -213,7 +213,7 @@ func (w *worker) destBegin(g *partition.Group) (before, after []string) {
 		// Foreign-key (and other ordinary) triggers do not fire.
 		before = append(before, "SET LOCAL session_replication_role = replica")
 	}
-	after = []string{replaceSQL(g)}
+	after = append(leavesCheckSQL(g), replaceSQL(g))
 	if w.opts.DisableTriggers {
 		disable, _ := triggersSQL(g)
 		after = append(after, disable...)

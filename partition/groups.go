@@ -70,6 +70,10 @@ type Group struct {
 	// Truncate lists partitioned tables truncated on the destination with
 	// the group whose partitions are units of their own, copied after it.
 	Truncate []Table
+	// TruncateLeaves holds, for each Truncate table, the OIDs of the leaf
+	// partitions the plan found (and copies), in ascending order: a
+	// partition created since would be emptied and never copied.
+	TruncateLeaves [][]uint32
 	// Why says why the members are one group; empty for a lone table.
 	Why string
 	// After lists groups (indexes into the plan's groups) that must have
@@ -418,6 +422,7 @@ func groupUnits(units []Unit, g *fkGraph, mode FKMode, o Order) ([]Group, error)
 	for _, s := range joined {
 		gi := memberOf[s.refs[0]]
 		groups[gi].Truncate = append(groups[gi].Truncate, s.parent)
+		groups[gi].TruncateLeaves = append(groups[gi].TruncateLeaves, leafOIDs(units, s.leaves))
 	}
 	for _, p := range splitOrder {
 		if !splitOut[p] {
@@ -430,6 +435,7 @@ func groupUnits(units []Unit, g *fkGraph, mode FKMode, o Order) ([]Group, error)
 			if !slices.Contains(after, gi) {
 				after = append(after, gi)
 				groups[gi].Truncate = append(groups[gi].Truncate, s.parent)
+				groups[gi].TruncateLeaves = append(groups[gi].TruncateLeaves, leafOIDs(units, s.leaves))
 				note := fmt.Sprintf("it also truncates %s, whose partitions reference it (%s) and are copied one by one after it commits; "+
 					"until then they are empty on the destination", s.parent, strings.Join(s.keys, ", "))
 				if groups[gi].Why == "" {
@@ -452,6 +458,16 @@ func groupUnits(units []Unit, g *fkGraph, mode FKMode, o Order) ([]Group, error)
 }
 
 func idxOf(idx map[uint32]int, u Unit) int { return idx[u.Dest.OID] }
+
+// leafOIDs are the destination OIDs of units ls, in ascending order.
+func leafOIDs(units []Unit, ls []int) []uint32 {
+	out := make([]uint32, len(ls))
+	for i, l := range ls {
+		out[i] = units[l].Dest.OID
+	}
+	slices.Sort(out)
+	return out
+}
 
 // topoOrder orders units so that every referenced unit (edge[0]) comes
 // before the units that reference it (edge[1]); ties and cycles in name

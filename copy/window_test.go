@@ -92,8 +92,12 @@ func TestMaxRateHoldsTheCap(t *testing.T) {
 	u := rep.Units[0]
 	got := float64(u.Bytes) / u.Copy.Seconds()
 	t.Logf("%d bytes in %s: %.2f MB/s under a cap of 8 MB/s", u.Bytes, u.Copy, got/1e6)
-	if u.Copy < 2*time.Second || got > 8e6*1.1 || got < 8e6*0.9 {
-		t.Fatalf("streamed %.2f MB/s, want 8 MB/s within 10%%", got/1e6)
+	// The cap is an upper bound, held within 10%. Below it, a loaded
+	// machine may not keep up with 8 MB/s (6.3 MB/s was seen at a load of
+	// 15 on 2 cores), so the lower bound only catches a limiter that
+	// throttles far below its cap.
+	if u.Copy < 2*time.Second || got > 8e6*1.1 || got < 8e6*0.5 {
+		t.Fatalf("streamed %.2f MB/s, want at most 8 MB/s within 10%% (and at least 4)", got/1e6)
 	}
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -387,12 +388,74 @@ exit 1
 	if string(pw) != env.Source.Password() {
 		t.Errorf("PGPASSWORD in pg_dump's environment is %q, want the source's password", pw)
 	}
-	for _, w := range []string{"--schema-only", "--no-owner", "--no-privileges", "--snapshot=", `--schema="public"`, "--exclude-table=*.*", "--lock-wait-timeout=5000", "--dbname=postgres://"} {
+	for _, w := range []string{"--schema-only", "--encoding=UTF8", "--no-owner", "--no-privileges", "--snapshot=", `--schema="public"`, "--exclude-table=*.*", "--lock-wait-timeout=5000", "--dbname=postgres://"} {
 		if !strings.Contains(string(got), w) {
 			t.Errorf("pg_dump's arguments lack %q:\n%s", w, got)
 		}
 	}
 	if got := userObjects(t, dst); got != "" {
 		t.Errorf("destination changed: %q", got)
+	}
+}
+
+// A source database in another encoding than UTF8: the definitions reach
+// the destination with their non-ASCII names and literals intact. pg_dump
+// writes in the database's encoding unless told otherwise, while lockstep's
+// connections speak UTF8, so a LATIN1 script is either refused (é is not
+// UTF-8) or, where its bytes happen to form UTF-8, silently read as other
+// characters.
+func TestCreateMissingSourceEncoding(t *testing.T) {
+	t.Parallel()
+	env := pgtest.Get(t)
+	src, err := env.Source.NewDBWith(t, "ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := env.Dest.NewDB(t)
+	utf8 := func(dsn string) string {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := u.Query()
+		q.Set("client_encoding", "UTF8")
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	// 'Ã©' is stored in LATIN1 as the bytes C3 A9, which read as UTF-8 are 'é'.
+	sqlExec(t, utf8(src), `
+		CREATE TABLE "café" (id int PRIMARY KEY, "état" text DEFAULT 'née' CONSTRAINT "déjà_vu" CHECK ("état" <> 'déjà'));
+		COMMENT ON TABLE "café" IS 'señal';
+		INSERT INTO "café" SELECT g, 'é' || g FROM generate_series(1, 20) g;
+		CREATE TYPE humeur AS ENUM ('Ã©', 'ok');
+		CREATE TABLE moods (id int PRIMARY KEY, h humeur);
+		INSERT INTO moods SELECT g, 'ok' FROM generate_series(1, 20) g;`)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	checks := map[string][]string{
+		"moods": {`SELECT string_agg(enumlabel, ', ' ORDER BY enumsortorder) FROM pg_enum WHERE enumtypid = 'humeur'::regtype`},
+		`"café"`: {
+			`SELECT string_agg(attname || ' ' || coalesce(pg_get_expr(d.adbin, d.adrelid), ''), ', ' ORDER BY attname)
+			 FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+			 WHERE a.attrelid = '"café"'::regclass AND a.attnum > 0`,
+			`SELECT string_agg(conname || ' ' || pg_get_constraintdef(oid), ', ' ORDER BY conname) FROM pg_constraint WHERE conrelid = '"café"'::regclass`,
+			`SELECT obj_description('"café"'::regclass, 'pg_class')`,
+		},
+	}
+	for _, table := range []string{"moods", `"café"`} {
+		code, out, errOut := lockstep(t, ctx, "copy", "--source", src, "--dest", dst, "--table", table, "--create-missing")
+		if code != 0 {
+			t.Fatalf("copy --create-missing of %s: exit %d\n%s%s", table, code, out, errOut)
+		}
+		for _, q := range checks[table] {
+			if s, d := pgtest.QueryString(t, utf8(src), q), pgtest.QueryString(t, utf8(dst), q); s != d || d == "" {
+				t.Errorf("%s: source %q, destination %q", table, s, d)
+			}
+		}
+		// md5 of the UTF-8 bytes: each server hashes its own encoding's otherwise.
+		sum := `SELECT count(*)::text || ' ' || md5(convert_to(string_agg(x::text, ',' ORDER BY x::text COLLATE "C"), 'UTF8')) FROM ` + table + ` x`
+		if s, d := pgtest.QueryString(t, utf8(src), sum), pgtest.QueryString(t, utf8(dst), sum); s != d {
+			t.Errorf("%s: source %s, destination %s", table, s, d)
+		}
 	}
 }

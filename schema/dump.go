@@ -123,7 +123,12 @@ type Source struct {
 }
 
 func (s Source) args() []string {
-	a := []string{"--schema-only", "--no-owner", "--no-privileges", "--no-tablespaces",
+	// --encoding=UTF8: the script runs on a lockstep connection, which
+	// speaks UTF8, and the --table names are UTF-8; in the database's own
+	// encoding (LATIN1, say) the names would not match and the script's
+	// non-ASCII bytes would be refused or, where they happen to form UTF-8,
+	// silently read as other characters.
+	a := []string{"--schema-only", "--encoding=UTF8", "--no-owner", "--no-privileges", "--no-tablespaces",
 		"--no-publications", "--no-subscriptions", "--no-security-labels"}
 	if s.LockWait > 0 {
 		a = append(a, "--lock-wait-timeout="+strconv.FormatInt(max(s.LockWait.Milliseconds(), 1), 10))

@@ -459,3 +459,27 @@ func TestCreateMissingSourceEncoding(t *testing.T) {
 		}
 	}
 }
+
+// A column of a user-defined range's multirange type brings the range
+// along (the multirange comes with it).
+func TestCreateMissingMultirange(t *testing.T) {
+	t.Parallel()
+	env := pgtest.Get(t)
+	src, dst := env.NewDBs(t)
+	sqlExec(t, src, `
+		CREATE TYPE floatrange AS RANGE (subtype = float8, subtype_diff = float8mi);
+		CREATE TABLE spans (id int PRIMARY KEY, r floatmultirange);
+		INSERT INTO spans SELECT g, floatmultirange(floatrange(g, g + 0.5), floatrange(g + 1, g + 2)) FROM generate_series(1, 50) g;`)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	code, out, errOut := lockstep(t, ctx, "copy", "--source", src, "--dest", dst, "--table", "spans", "--create-missing")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	if !strings.Contains(out, `"public"."floatrange" (range)`) {
+		t.Errorf("the output does not name the range type:\n%s", out)
+	}
+	if s, d := tableSum(t, src, "spans"), tableSum(t, dst, "spans"); s != d {
+		t.Errorf("spans: source %s, destination %s", s, d)
+	}
+}

@@ -368,6 +368,7 @@ func (m *Missing) types(ctx context.Context, src, dst Querier, creating map[uint
 				UNION ALL SELECT a.atttypid FROM pg_catalog.pg_attribute a
 				          WHERE ty.typtype = 'c' AND a.attrelid = ty.typrelid AND a.attnum > 0 AND NOT a.attisdropped
 				UNION ALL SELECT r.rngsubtype FROM pg_catalog.pg_range r WHERE r.rngtypid = ty.oid
+				UNION ALL SELECT r.rngtypid FROM pg_catalog.pg_range r WHERE r.rngmultitypid = ty.oid -- a multirange needs its range
 			) x(oid)
 		)
 		SELECT ty.oid, n.nspname, ty.typname, ty.typtype::text, COALESCE(ty.typrelid::oid, 0), COALESCE(rc.relkind::text, ''),

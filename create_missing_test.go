@@ -129,6 +129,7 @@ func TestCreateMissing(t *testing.T) {
 		"the index":            `SELECT indexdef FROM pg_indexes WHERE indexname = 'plain_note'`,
 		"the serial default":   `SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = 'plain'::regclass`,
 		"the sequence owner":   `SELECT pg_get_serial_sequence('plain', 'id')`,
+		"the sequence's value": `SELECT last_value FROM plain_id_seq`,
 	}
 	for what, q := range checks {
 		if s, d := pgtest.QueryString(t, src, q), pgtest.QueryString(t, dst, q); s != d || d == "" {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -482,5 +483,39 @@ func TestCreateMissingMultirange(t *testing.T) {
 	}
 	if s, d := tableSum(t, src, "spans"), tableSum(t, dst, "spans"); s != d {
 		t.Errorf("spans: source %s, destination %s", s, d)
+	}
+}
+
+// pg_dump 17 and later open every script with SET transaction_timeout = 0,
+// a setting servers before 17 do not know, even when they dump an older
+// server; the definitions are run without it on such a destination. The
+// pg_dump and pg_restore here are the real ones, behind wrappers that add
+// the line to every script they write.
+func TestCreateMissingScriptOfANewerPgDump(t *testing.T) {
+	src, dst := pgtest.Get(t).NewDBs(t)
+	sqlExec(t, src, createSchema)
+	realDump, err := exec.LookPath("pg_dump")
+	if err != nil {
+		t.Fatal(err)
+	}
+	realRestore := filepath.Join(filepath.Dir(realDump), "pg_restore")
+	dir := t.TempDir()
+	// Scripts go to stdout; --list and an archive (--file) are not scripts.
+	wrap := func(name, real string) {
+		writeScript(t, filepath.Join(dir, name), `case "$*" in *--version*|*--list*|*--file=/*) exec '`+real+`' "$@";; esac
+echo 'SET transaction_timeout = 0;'
+exec '`+real+`' "$@"
+`)
+	}
+	wrap("pg_dump", realDump)
+	wrap("pg_restore", realRestore)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	code, out, errOut := lockstep(t, ctx, "copy", "--source", src, "--dest", dst, "--table", "plain", "--create-missing", "--pg-dump", filepath.Join(dir, "pg_dump"))
+	if code != 0 {
+		t.Fatalf("exit %d, want 0\n%s%s", code, out, errOut)
+	}
+	if got, want := tableSum(t, dst, "plain"), tableSum(t, src, "plain"); got != want {
+		t.Errorf("plain: destination %s, source %s", got, want)
 	}
 }

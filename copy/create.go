@@ -254,6 +254,7 @@ func applyMissing(ctx context.Context, dst *side, m *partition.Missing, types, t
 		if strings.TrimSpace(script) == "" {
 			continue
 		}
+		script = forServer(script, serverVersion(conn))
 		if err := exec(ctx, conn, script); err != nil {
 			return createError(err, script)
 		}
@@ -275,6 +276,25 @@ func applyMissing(ctx context.Context, dst *side, m *partition.Missing, types, t
 	}
 	committed = true
 	return nil
+}
+
+// forServer drops from a pg_dump script the settings the destination
+// server does not know: pg_dump 17 and later open every script with SET
+// transaction_timeout = 0 (a setting PostgreSQL 17 added), whatever the
+// version of the server dumped, and an older destination refuses it.
+func forServer(script string, versionNum int) string {
+	if versionNum >= 170000 || versionNum == 0 {
+		return script
+	}
+	lines := strings.SplitAfter(script, "\n")
+	out := lines[:0]
+	for _, l := range lines {
+		if strings.TrimSpace(l) == "SET transaction_timeout = 0;" {
+			continue
+		}
+		out = append(out, l)
+	}
+	return strings.Join(out, "")
 }
 
 // createError names the server's error and the pg_dump entry it came from.

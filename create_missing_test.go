@@ -519,3 +519,62 @@ exec '`+real+`' "$@"
 		t.Errorf("plain: destination %s, source %s", got, want)
 	}
 }
+
+// Two processes started at once with --create-missing (workers sharing a
+// selection): one creates the tables, the other finds them created when
+// its turn comes, creates nothing and copies. It used to fail with exit 2
+// ("already exists"). The slow one's pg_dump waits for the other's copy to
+// finish before it dumps, so the two creations cannot be in either order.
+func TestCreateMissingByTwoProcessesAtOnce(t *testing.T) {
+	src, dst := pgtest.Get(t).NewDBs(t)
+	sqlExec(t, src, createSchema)
+	realDump, err := exec.LookPath("pg_dump")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	gate, waiting := filepath.Join(dir, "go"), filepath.Join(dir, "waiting")
+	// Types are dumped to an archive (--file), the tables to stdout: the
+	// table dump says it is waiting, and waits for the gate.
+	writeScript(t, filepath.Join(dir, "pg_dump"), `case "$*" in *--version*|*--file=/*) exec '`+realDump+`' "$@";; esac
+touch '`+waiting+`'
+while [ ! -e '`+gate+`' ]; do sleep 0.05; done
+exec '`+realDump+`' "$@"
+`)
+	if err := os.Symlink(filepath.Join(filepath.Dir(realDump), "pg_restore"), filepath.Join(dir, "pg_restore")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	args := []string{"copy", "--source", src, "--dest", dst, "--table", "plain", "--create-missing"}
+	type result struct {
+		code     int
+		out, err string
+	}
+	slow := make(chan result, 1)
+	go func() {
+		code, out, errOut := lockstep(t, ctx, append(args, "--pg-dump", filepath.Join(dir, "pg_dump"))...)
+		slow <- result{code, out, errOut}
+	}()
+	// Once the slow one waits in pg_dump (it found the tables missing),
+	// the fast one creates them and copies, then lets it go on.
+	for _, err := os.Stat(waiting); err != nil; _, err = os.Stat(waiting) {
+		if ctx.Err() != nil {
+			t.Fatal("the slow process never reached pg_dump")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if code, out, errOut := lockstep(t, ctx, args...); code != 0 {
+		t.Fatalf("the first process: exit %d\n%s%s", code, out, errOut)
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := <-slow
+	if r.code != 0 || strings.Contains(r.out, "created on the destination") {
+		t.Fatalf("the second process: exit %d, want 0 without creating anything\n%s%s", r.code, r.out, r.err)
+	}
+	if got, want := tableSum(t, dst, "plain"), tableSum(t, src, "plain"); got != want {
+		t.Errorf("plain: destination %s, source %s", got, want)
+	}
+}

@@ -160,7 +160,10 @@ func createMissing(ctx context.Context, src, dst *side, opts *Options) (*Created
 	}
 	rollback(ctx, sc)
 	opts.planStage(fmt.Sprintf("creating %d tables on the destination", len(m.Tables)))
-	if err := applyMissing(ctx, dst, m, types, tables, opts); err != nil {
+	if err := applyMissing(ctx, dst, m, types, tables, opts); errors.Is(err, errCreatedMeanwhile) {
+		opts.Logger.Info("the missing tables were created on the destination by another process meanwhile", "tables", len(c.Tables))
+		return nil, nil
+	} else if err != nil {
 		return nil, err
 	}
 	c.Done = true
@@ -220,6 +223,18 @@ func dumpMissing(ctx context.Context, tools *schema.Tools, s schema.Source, m *p
 	return types, tables, err
 }
 
+// createLockKey is the advisory lock (one bigint key: "lkcreate") that
+// serializes --create-missing on a destination database; createLockWait
+// bounds the wait for it.
+const (
+	createLockKey  = 0x6c6b637265617465
+	createLockWait = time.Minute
+)
+
+// errCreatedMeanwhile says another process created every missing table
+// between the plan and the creation.
+var errCreatedMeanwhile = errors.New("created meanwhile")
+
 // applyMissing runs the definitions on the destination in one transaction
 // and checks every table is there before committing.
 func applyMissing(ctx context.Context, dst *side, m *partition.Missing, types, tables string, opts *Options) error {
@@ -228,7 +243,9 @@ func applyMissing(ctx context.Context, dst *side, m *partition.Missing, types, t
 		return err
 	}
 	defer closeConn(ctx, conn)
-	if err := exec(ctx, conn, "BEGIN"); err != nil {
+	// READ COMMITTED whatever the database's default, so that what is
+	// read after the lock below is read after it.
+	if err := exec(ctx, conn, "BEGIN ISOLATION LEVEL READ COMMITTED"); err != nil {
 		return fmt.Errorf("destination: %w", err)
 	}
 	committed := false
@@ -237,6 +254,18 @@ func applyMissing(ctx context.Context, dst *side, m *partition.Missing, types, t
 			rollback(ctx, conn)
 		}
 	}()
+	// Processes started at once (workers sharing a selection) create one
+	// after the other; one that waited finds the tables there and creates
+	// nothing.
+	if err := exec(ctx, conn, fmt.Sprintf("SET LOCAL lock_timeout = %d; SELECT pg_catalog.pg_advisory_xact_lock(%d)",
+		createLockWait.Milliseconds(), createLockKey)); err != nil {
+		return fmt.Errorf("destination: --create-missing: wait for another process creating tables: %w; nothing was created", err)
+	}
+	if exists, err := partition.RelationsExist(ctx, conn, m.Tables); err != nil {
+		return fmt.Errorf("destination: --create-missing: %w; nothing was created", err)
+	} else if !slices.Contains(exists, false) {
+		return errCreatedMeanwhile
+	}
 	// The scripts set lock_timeout = 0, as pg_dump's scripts do: the only
 	// existing tables they lock are those new foreign keys reference, so
 	// those are locked first, each within --lock-timeout.

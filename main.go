@@ -223,7 +223,7 @@ func planCommand(st *runState) *cli.Command {
 // runFlags are the flags of commands that run units: copy and verify.
 func runFlags() []cli.Flag {
 	return append([]cli.Flag{
-		&cli.DurationFlag{Name: "lock-timeout", Value: copy.DefaultLockTimeout, Usage: "longest wait for each table lock, on each side"},
+		&cli.DurationFlag{Name: "lock-timeout", Value: copy.DefaultLockTimeout, Usage: "longest wait for a unit's locks on each side, all its tables together"},
 		&cli.StringFlag{Name: "checksum", Value: string(verify.XXH3), Usage: "per-row hash of the checksums: xxh3 (fast, 128 bits) or sha256"},
 		&cli.StringFlag{Name: "deadline", Usage: "start no unit after this time, nor one predicted to end after it: HH:MM (local, next occurrence) or RFC 3339; exit 3 when units remain"},
 		&cli.DurationFlag{Name: "max-duration", Usage: "like --deadline, this long after the start"},

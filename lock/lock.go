@@ -129,12 +129,20 @@ func (r Request) tableNames() string {
 }
 
 // statements is the message an attempt sends, and the index of the LOCK
-// in it.
+// in it. lock_timeout bounds each table's wait on its own, and a LOCK of
+// several tables (or of a partitioned table, which locks every partition)
+// waits for them one after another, holding those granted: the LOCK's
+// statement_timeout bounds the whole wait by the same timeout, so that a
+// table granted early is not held while the others wait for longer. It is
+// lifted again right after the LOCK (the connection pins it to 0), while
+// lock_timeout stays for the transaction's later lock waits.
 func (r Request) statements() ([]string, int) {
+	ms := r.Timeout.Milliseconds()
 	s := append([]string{}, r.Before...)
-	s = append(s, fmt.Sprintf("SET LOCAL lock_timeout = %d", r.Timeout.Milliseconds()),
+	s = append(s, fmt.Sprintf("SET LOCAL lock_timeout = %d", ms), fmt.Sprintf("SET LOCAL statement_timeout = %d", ms),
 		fmt.Sprintf("LOCK TABLE %s IN %s MODE", r.names(), r.Mode))
 	at := len(s) - 1
+	s = append(s, "SET LOCAL statement_timeout = 0")
 	return append(s, r.After...), at
 }
 
@@ -189,8 +197,13 @@ func Acquire(ctx context.Context, conn *pgx.Conn, r Request) (Grant, error) {
 	}
 
 	var pgErr *pgconn.PgError
+	// The LOCK's statement timeout: a cancellation once the timeout has
+	// passed, of the LOCK or of the statement right after it, which the
+	// timeout may reach as the LOCK is granted. (One sooner is someone's
+	// pg_cancel_backend.)
+	stmtTimeout := errors.As(err, &pgErr) && pgErr.Code == "57014" && (done == at || done == at+1) && time.Since(g.Sent) >= r.Timeout
 	switch {
-	case errors.As(err, &pgErr) && pgErr.Code == "55P03" && done == at:
+	case errors.As(err, &pgErr) && pgErr.Code == "55P03" && done == at, stmtTimeout:
 		return g, &TimeoutError{Side: r.Side, Table: r.tableNames(), Mode: r.Mode, Timeout: r.Timeout, Blockers: seen}
 	case errors.As(err, &pgErr) && pgErr.Code == "40P01" && done == at:
 		return g, &TimeoutError{Side: r.Side, Table: r.tableNames(), Mode: r.Mode, Timeout: r.Timeout, Blockers: seen, Deadlock: true}

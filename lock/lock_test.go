@@ -28,12 +28,12 @@ func TestBackoffDoublesWithJitterAndCap(t *testing.T) {
 
 func TestRequestSQL(t *testing.T) {
 	r := Request{Tables: []Target{{Table: pgx.Identifier{"s", `t"x`}}}, Mode: Exclusive, Timeout: 1500 * time.Millisecond}
-	if got, want := r.SQL(), `SET LOCAL lock_timeout = 1500; LOCK TABLE "s"."t""x" IN EXCLUSIVE MODE`; got != want {
+	if got, want := r.SQL(), `SET LOCAL lock_timeout = 1500; SET LOCAL statement_timeout = 1500; LOCK TABLE "s"."t""x" IN EXCLUSIVE MODE; SET LOCAL statement_timeout = 0`; got != want {
 		t.Errorf("got %s, want %s", got, want)
 	}
 	r = Request{Tables: []Target{{Table: pgx.Identifier{"public", "a"}, Only: true}, {Table: pgx.Identifier{"public", "p"}}},
 		Mode: AccessExclusive, Timeout: time.Second, Before: []string{"BEGIN"}, After: []string{`TRUNCATE ONLY "public"."a", "public"."p"`}}
-	want := `BEGIN; SET LOCAL lock_timeout = 1000; LOCK TABLE ONLY "public"."a", "public"."p" IN ACCESS EXCLUSIVE MODE; TRUNCATE ONLY "public"."a", "public"."p"`
+	want := `BEGIN; SET LOCAL lock_timeout = 1000; SET LOCAL statement_timeout = 1000; LOCK TABLE ONLY "public"."a", "public"."p" IN ACCESS EXCLUSIVE MODE; SET LOCAL statement_timeout = 0; TRUNCATE ONLY "public"."a", "public"."p"`
 	if got := r.SQL(); got != want {
 		t.Errorf("got %s, want %s", got, want)
 	}

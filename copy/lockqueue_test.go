@@ -1,0 +1,140 @@
+package copy_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"lockstep/copy"
+	"lockstep/internal/pgtest"
+	"lockstep/lock"
+)
+
+// groupSchema is two tables tied by a foreign key: one unit, whose LOCK
+// names child before parent on each side.
+const groupSchema = `
+CREATE TABLE parent (id int PRIMARY KEY);
+CREATE TABLE child (id int PRIMARY KEY, pid int REFERENCES parent);
+INSERT INTO parent SELECT generate_series(1, 10);
+INSERT INTO child SELECT g, g FROM generate_series(1, 10) g;`
+
+// holdRowLock opens a transaction on dsn that writes to table (ROW
+// EXCLUSIVE, as an application's writer) and returns its rollback.
+func holdRowLock(t *testing.T, dsn, table string) func() {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := connect(t, dsn).Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "UPDATE "+table+" SET id = id WHERE id = 1"); err != nil {
+		t.Fatal(err)
+	}
+	return func() { tx.Rollback(ctx) }
+}
+
+// A group's LOCK takes its tables one after another, and lock_timeout
+// bounds each wait on its own: a first table granted after a wait, then
+// a second that waits too, kept the first locked (its writers queued
+// behind it) for the sum. The whole LOCK is bounded: with
+// --max-write-block, a writer of the first table never waits longer than
+// the cap from the LOCK.
+func TestMaxWriteBlockBoundsAGroupsWholeLock(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	mustExec(t, src, groupSchema)
+	mustExec(t, dst, groupSchema)
+	releaseChild := holdRowLock(t, src, "child")
+	releaseParent := holdRowLock(t, src, "parent")
+	defer releaseParent()
+	o := opts(src, dst, "parent", "child")
+	o.LockTimeout, o.MaxWriteBlock, o.AssumeMBps = 10*time.Second, time.Second, 1e6
+	began := time.Now()
+	done := start(testCtx(t), o)
+	// lockstep queues on child; once that is granted, a writer of child
+	// queues behind lockstep while it waits for parent.
+	time.Sleep(600 * time.Millisecond)
+	releaseChild()
+	time.Sleep(100 * time.Millisecond)
+	if _, err := connect(t, src).Exec(context.Background(), "INSERT INTO child VALUES (100, NULL)"); err != nil {
+		t.Fatal(err)
+	}
+	writer := time.Since(began)
+	r := <-done
+	if r.rep == nil {
+		t.Fatalf("no report: %v", r.err)
+	}
+	u := r.rep.Units[0]
+	var te *lock.TimeoutError
+	if u.Status != copy.StatusFailed || !errors.As(u.Err, &te) || te.Side != "source" {
+		t.Fatalf("status %s (%v), want a source lock timeout", u.Status, u.Err)
+	}
+	t.Logf("writes blocked %s; the writer of child done %s after the run began", u.WritesBlocked, writer)
+	if u.WritesBlocked > 1300*time.Millisecond {
+		t.Errorf("writes blocked %s with --max-write-block 1s", u.WritesBlocked)
+	}
+	if writer > 1500*time.Millisecond {
+		t.Errorf("a writer of child waited until %s after the run began, with --max-write-block 1s", writer)
+	}
+	assertUnlockedTable(t, src, "child")
+	assertUnlockedTable(t, dst, "child")
+}
+
+// On the destination as well, a group's LOCK (ACCESS EXCLUSIVE: readers
+// queue behind it too) is bounded as a whole by --lock-timeout.
+func TestLockTimeoutBoundsAGroupsWholeDestinationLock(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	mustExec(t, src, groupSchema)
+	mustExec(t, dst, groupSchema)
+	releaseChild := holdRowLock(t, dst, "child")
+	releaseParent := holdRowLock(t, dst, "parent")
+	defer releaseParent()
+	o := opts(src, dst, "parent", "child")
+	o.LockTimeout = time.Second
+	began := time.Now()
+	done := start(testCtx(t), o)
+	time.Sleep(600 * time.Millisecond)
+	releaseChild()
+	time.Sleep(100 * time.Millisecond)
+	var n int64
+	if err := connect(t, dst).QueryRow(context.Background(), "SELECT count(*) FROM child").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	reader := time.Since(began)
+	r := <-done
+	if r.rep == nil {
+		t.Fatalf("no report: %v", r.err)
+	}
+	u := r.rep.Units[0]
+	var te *lock.TimeoutError
+	if u.Status != copy.StatusFailed || !errors.As(u.Err, &te) || te.Side != "destination" {
+		t.Fatalf("status %s (%v), want a destination lock timeout", u.Status, u.Err)
+	}
+	t.Logf("destination lock wait %s; a reader of child done %s after the run began", u.DestLockWait, reader)
+	if u.DestLockWait > 1300*time.Millisecond {
+		t.Errorf("destination lock wait %s with --lock-timeout 1s", u.DestLockWait)
+	}
+	if reader > 1500*time.Millisecond {
+		t.Errorf("a reader of the destination's child waited until %s after the run began, with --lock-timeout 1s", reader)
+	}
+	if got := count(t, dst, "child"); got != 10 {
+		t.Errorf("destination child has %d rows, want its 10", got)
+	}
+	assertUnlockedTable(t, dst, "child")
+}
+
+// assertUnlockedTable fails unless table can be locked at once.
+func assertUnlockedTable(t *testing.T, dsn, table string) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := connect(t, dsn).Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '2s'; LOCK TABLE "+table+" IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Errorf("%s still locked: %v", table, err)
+	}
+}

@@ -80,8 +80,9 @@ func (w *worker) compare(ctx context.Context, u *partition.Unit, res *Result, lo
 	var sg lock.Grant
 	if !u.DestOnly {
 		// Writes to the source table are held up from the moment its LOCK
-		// is sent, granted or not.
-		sg, err = w.begin(ctx, w.src, []partition.Table{u.Source}, begin, mode, w.opts.LockTimeout)
+		// is sent, granted or not: --max-write-block bounds the wait, as
+		// for a copy.
+		sg, err = w.begin(ctx, w.src, []partition.Table{u.Source}, begin, mode, w.opts.sourceLockTimeout())
 		res.SourceLockWait += sg.Wait
 		if err != nil {
 			res.WritesBlocked += sg.Wait

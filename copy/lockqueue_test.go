@@ -138,3 +138,30 @@ func assertUnlockedTable(t *testing.T, dsn, table string) {
 		t.Errorf("%s still locked: %v", table, err)
 	}
 }
+
+// verify --lock waits for the source lock as a copy does: at most
+// --max-write-block, however long --lock-timeout.
+func TestVerifyLockMaxWriteBlockBoundsTheLockQueue(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	mustExec(t, src, groupSchema)
+	mustExec(t, dst, groupSchema)
+	release := holdRowLock(t, src, "parent")
+	defer release()
+	o := opts(src, dst, "parent")
+	o.VerifyOnly, o.Lock = true, true
+	o.LockTimeout, o.MaxWriteBlock, o.AssumeMBps = 10*time.Second, 600*time.Millisecond, 1e6
+	began := time.Now()
+	u := check(t, o)
+	elapsed := time.Since(began)
+	var te *lock.TimeoutError
+	if u.Status != copy.StatusFailed || !errors.As(u.Err, &te) || te.Side != "source" {
+		t.Fatalf("status %s (%v), want a source lock timeout", u.Status, u.Err)
+	}
+	t.Logf("writes blocked %s; verify took %s", u.WritesBlocked, elapsed)
+	if u.WritesBlocked > 900*time.Millisecond || elapsed > 4*time.Second {
+		t.Errorf("writes blocked %s (verify took %s) with --max-write-block 600ms", u.WritesBlocked, elapsed)
+	}
+	release()
+	assertUnlockedTable(t, src, "parent")
+}

@@ -91,10 +91,33 @@ func (w *worker) compare(ctx context.Context, u *partition.Unit, res *Result, lo
 		}
 	}
 	log.Debug("snapshots taken", "locked", locked, "dest_lock_wait", res.DestLockWait, "source_lock_wait", sg.Wait)
+	// From the LOCK on, writes to the source table wait on the
+	// comparison, however it ends: --max-write-block bounds it as it
+	// bounds a copy.
+	if locked && !u.DestOnly {
+		defer func() {
+			res.SourceLockHeld = time.Since(sg.Sent) - sg.Wait
+			res.WritesBlocked += time.Since(sg.Sent)
+		}()
+	}
+	bctx := ctx
+	overrun := func(err error) error { return err }
+	if locked && !u.DestOnly && w.opts.MaxWriteBlock > 0 {
+		var cancel context.CancelFunc
+		bctx, cancel = context.WithDeadlineCause(ctx, sg.Sent.Add(w.opts.MaxWriteBlock),
+			&WriteBlockError{Unit: u.Name(), Limit: w.opts.MaxWriteBlock})
+		defer cancel()
+		overrun = func(err error) error {
+			if err != nil && bctx.Err() != nil && ctx.Err() == nil {
+				return context.Cause(bctx)
+			}
+			return err
+		}
+	}
 
 	start := time.Now()
 	var srcSum, dstSum verify.Sum
-	g, gctx := errgroup.WithContext(ctx)
+	g, gctx := errgroup.WithContext(bctx)
 	g.Go(func() (err error) {
 		if u.DestOnly {
 			return nil
@@ -107,7 +130,7 @@ func (w *worker) compare(ctx context.Context, u *partition.Unit, res *Result, lo
 		return wrapSide("destination", u.Dest, err)
 	})
 	if err := g.Wait(); err != nil {
-		return err
+		return overrun(err)
 	}
 	res.Verify = time.Since(start)
 	res.Rows, res.Bytes = srcSum.Rows, 0
@@ -122,23 +145,20 @@ func (w *worker) compare(ctx context.Context, u *partition.Unit, res *Result, lo
 	if cmpErr != nil && w.opts.Diff && diff {
 		// The difference stands whatever becomes of the diff: a failed
 		// diff is told with it, never in its place.
-		if err := w.diff(ctx, u, res, srcSum, dstSum); err != nil {
-			return fmt.Errorf("%w; %v", cmpErr, err)
+		if err := w.diff(bctx, u, res, srcSum, dstSum); err != nil {
+			return fmt.Errorf("%w; %v", cmpErr, overrun(err))
 		}
 	}
 	if w.opts.Sequences == SequencesCheck {
 		// In the destination's snapshot: its sequences against its rows.
-		if err := checkSequences(ctx, w.dstConn, u); err != nil {
+		if err := checkSequences(bctx, w.dstConn, u); err != nil {
+			err = overrun(err)
 			if cmpErr == nil {
 				cmpErr = err
 			} else {
 				cmpErr = fmt.Errorf("%w; %w", cmpErr, err)
 			}
 		}
-	}
-	if locked && !u.DestOnly {
-		res.SourceLockHeld = time.Since(sg.Sent) - sg.Wait
-		res.WritesBlocked += time.Since(sg.Sent)
 	}
 	poisoned = false
 	return cmpErr

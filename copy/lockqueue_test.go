@@ -165,3 +165,32 @@ func TestVerifyLockMaxWriteBlockBoundsTheLockQueue(t *testing.T) {
 	release()
 	assertUnlockedTable(t, src, "parent")
 }
+
+// verify --lock holds the source lock while it compares: --max-write-block
+// bounds that hold as it bounds a copy's, from the LOCK.
+func TestVerifyLockMaxWriteBlockBoundsTheHold(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	mustExec(t, src, bigSchema+bigRows)
+	mustExec(t, dst, bigSchema+bigRows)
+	o := opts(src, dst, "big")
+	o.VerifyOnly, o.Lock = true, true
+	o.MaxWriteBlock, o.AssumeMBps = 100*time.Millisecond, 1e6 // admitted by the plan
+	began := time.Now()
+	u := check(t, o)
+	t.Logf("status %s (%v); writes blocked %s, verify took %s", u.Status, u.Err, u.WritesBlocked, time.Since(began))
+	if u.Status == copy.StatusOK {
+		if u.Verify < 200*time.Millisecond {
+			t.Skipf("the comparison took only %s: too fast to show the cap", u.Verify)
+		}
+		t.Fatalf("the comparison held the source lock %s with --max-write-block 100ms", u.SourceLockHeld)
+	}
+	if !errors.As(u.Err, new(*copy.WriteBlockError)) {
+		t.Fatalf("error %v, want a *WriteBlockError", u.Err)
+	}
+	if u.WritesBlocked < 100*time.Millisecond || u.WritesBlocked > 600*time.Millisecond {
+		t.Errorf("writes blocked %s, want about the 100ms of --max-write-block", u.WritesBlocked)
+	}
+	assertUnlockedTable(t, src, "big")
+	assertUnlockedTable(t, dst, "big")
+}

@@ -49,14 +49,15 @@ func TestMaxWriteBlockBoundsAGroupsWholeLock(t *testing.T) {
 	releaseParent := holdRowLock(t, src, "parent")
 	defer releaseParent()
 	o := opts(src, dst, "parent", "child")
-	o.LockTimeout, o.MaxWriteBlock, o.AssumeMBps = 10*time.Second, time.Second, 1e6
-	began := time.Now()
+	o.LockTimeout, o.MaxWriteBlock, o.AssumeMBps = 10*time.Second, 2*time.Second, 1e6
 	done := start(testCtx(t), o)
 	// lockstep queues on child; once that is granted, a writer of child
 	// queues behind lockstep while it waits for parent.
-	time.Sleep(600 * time.Millisecond)
+	waitQueued(t, src, "child")
+	time.Sleep(1200 * time.Millisecond)
 	releaseChild()
 	time.Sleep(100 * time.Millisecond)
+	began := time.Now()
 	if _, err := connect(t, src).Exec(context.Background(), "INSERT INTO child VALUES (100, NULL)"); err != nil {
 		t.Fatal(err)
 	}
@@ -70,12 +71,12 @@ func TestMaxWriteBlockBoundsAGroupsWholeLock(t *testing.T) {
 	if u.Status != copy.StatusFailed || !errors.As(u.Err, &te) || te.Side != "source" {
 		t.Fatalf("status %s (%v), want a source lock timeout", u.Status, u.Err)
 	}
-	t.Logf("writes blocked %s; the writer of child done %s after the run began", u.WritesBlocked, writer)
-	if u.WritesBlocked > 1300*time.Millisecond {
-		t.Errorf("writes blocked %s with --max-write-block 1s", u.WritesBlocked)
+	t.Logf("writes blocked %s; a writer of child waited %s", u.WritesBlocked, writer)
+	if u.WritesBlocked > 2500*time.Millisecond {
+		t.Errorf("writes blocked %s with --max-write-block 2s", u.WritesBlocked)
 	}
-	if writer > 1500*time.Millisecond {
-		t.Errorf("a writer of child waited until %s after the run began, with --max-write-block 1s", writer)
+	if writer > 1300*time.Millisecond {
+		t.Errorf("a writer of child waited %s, with --max-write-block 2s of which 1.3s had passed", writer)
 	}
 	assertUnlockedTable(t, src, "child")
 	assertUnlockedTable(t, dst, "child")
@@ -92,12 +93,13 @@ func TestLockTimeoutBoundsAGroupsWholeDestinationLock(t *testing.T) {
 	releaseParent := holdRowLock(t, dst, "parent")
 	defer releaseParent()
 	o := opts(src, dst, "parent", "child")
-	o.LockTimeout = time.Second
-	began := time.Now()
+	o.LockTimeout = 2 * time.Second
 	done := start(testCtx(t), o)
-	time.Sleep(600 * time.Millisecond)
+	waitQueued(t, dst, "child")
+	time.Sleep(1200 * time.Millisecond)
 	releaseChild()
 	time.Sleep(100 * time.Millisecond)
+	began := time.Now()
 	var n int64
 	if err := connect(t, dst).QueryRow(context.Background(), "SELECT count(*) FROM child").Scan(&n); err != nil {
 		t.Fatal(err)
@@ -112,17 +114,29 @@ func TestLockTimeoutBoundsAGroupsWholeDestinationLock(t *testing.T) {
 	if u.Status != copy.StatusFailed || !errors.As(u.Err, &te) || te.Side != "destination" {
 		t.Fatalf("status %s (%v), want a destination lock timeout", u.Status, u.Err)
 	}
-	t.Logf("destination lock wait %s; a reader of child done %s after the run began", u.DestLockWait, reader)
-	if u.DestLockWait > 1300*time.Millisecond {
-		t.Errorf("destination lock wait %s with --lock-timeout 1s", u.DestLockWait)
+	t.Logf("destination lock wait %s; a reader of child waited %s", u.DestLockWait, reader)
+	if u.DestLockWait > 2500*time.Millisecond {
+		t.Errorf("destination lock wait %s with --lock-timeout 2s", u.DestLockWait)
 	}
-	if reader > 1500*time.Millisecond {
-		t.Errorf("a reader of the destination's child waited until %s after the run began, with --lock-timeout 1s", reader)
+	if reader > 1300*time.Millisecond {
+		t.Errorf("a reader of the destination's child waited %s, with --lock-timeout 2s of which 1.3s had passed", reader)
 	}
 	if got := count(t, dst, "child"); got != 10 {
 		t.Errorf("destination child has %d rows, want its 10", got)
 	}
 	assertUnlockedTable(t, dst, "child")
+}
+
+// waitQueued waits until a session waits for a lock on table.
+func waitQueued(t *testing.T, dsn, table string) {
+	t.Helper()
+	conn := connect(t, dsn)
+	waitFor(t, "a lock request queued on "+table, func() bool {
+		var n int
+		err := conn.QueryRow(context.Background(), `SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+			WHERE c.relname = $1 AND NOT l.granted`, table).Scan(&n)
+		return err == nil && n > 0
+	})
 }
 
 // assertUnlockedTable fails unless table can be locked at once.

@@ -578,3 +578,69 @@ exec '`+realDump+`' "$@"
 		t.Errorf("plain: destination %s, source %s", got, want)
 	}
 }
+
+// The existing tables that created foreign keys reference are locked
+// together within --lock-timeout: a first one granted after a wait is not
+// held (its writers queued behind it) while the next waits a timeout of
+// its own.
+func TestCreateMissingLocksReferencedTablesWithinOneTimeout(t *testing.T) {
+	t.Parallel()
+	env := pgtest.Get(t)
+	src, dst := env.NewDBs(t)
+	referenced := `CREATE TABLE customers (id int PRIMARY KEY); CREATE TABLE products (id int PRIMARY KEY);
+		INSERT INTO customers VALUES (1); INSERT INTO products VALUES (1);`
+	sqlExec(t, src, referenced+`CREATE TABLE orders (id int PRIMARY KEY, customer int REFERENCES customers, product int REFERENCES products);
+		INSERT INTO orders VALUES (1, 1, 1);`)
+	sqlExec(t, dst, referenced)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	customers, products := pgtest.Connect(t, dst), pgtest.Connect(t, dst)
+	if _, err := customers.Exec(ctx, "BEGIN; LOCK TABLE customers IN ROW EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := products.Exec(ctx, "BEGIN; LOCK TABLE products IN ROW EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		code        int
+		out, errOut string
+	}
+	done := make(chan result, 1)
+	began := time.Now()
+	go func() {
+		code, out, errOut := lockstep(t, ctx, "copy", "--source", src, "--dest", dst, "--table", "orders", "--create-missing", "--lock-timeout", "2s")
+		done <- result{code, out, errOut}
+	}()
+	// Planning comes first: release customers once lockstep waits for it.
+	waitLocks := func() bool {
+		return pgtest.QueryString(t, dst, `SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+			WHERE c.relname = 'customers' AND l.mode = 'ShareRowExclusiveLock' AND NOT l.granted`) == "1"
+	}
+	for !waitLocks() {
+		if time.Since(began) > time.Minute {
+			t.Fatal("lockstep never queued for customers")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(1200 * time.Millisecond)
+	if _, err := customers.Exec(ctx, "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	writerStart := time.Now()
+	if _, err := pgtest.Connect(t, dst).Exec(ctx, "INSERT INTO customers VALUES (2)"); err != nil {
+		t.Fatal(err)
+	}
+	writer := time.Since(writerStart)
+	r := <-done
+	if r.code != 2 || !strings.Contains(r.errOut, "not granted") || !strings.Contains(r.errOut, "nothing was created") {
+		t.Fatalf("exit %d, want 2 naming the lock\n%s%s", r.code, r.out, r.errOut)
+	}
+	t.Logf("a writer of customers waited %s", writer)
+	if writer > 1300*time.Millisecond {
+		t.Errorf("a writer of customers waited %s behind --create-missing's lock, with --lock-timeout 2s of which 1.3s had passed", writer)
+	}
+	if got := userObjects(t, dst); got != "customers products" {
+		t.Fatalf("destination has %q", got)
+	}
+}

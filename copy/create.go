@@ -268,11 +268,17 @@ func applyMissing(ctx context.Context, dst *side, m *partition.Missing, types, t
 	}
 	// The scripts set lock_timeout = 0, as pg_dump's scripts do: the only
 	// existing tables they lock are those new foreign keys reference, so
-	// those are locked first, each within --lock-timeout.
-	for _, t := range m.FKTargets {
-		req := lock.Request{Side: "destination", Tables: []lock.Target{{Table: t.Ident()}}, Mode: lock.Mode("SHARE ROW EXCLUSIVE"), Timeout: opts.LockTimeout, Watch: dst.connect}
+	// those are locked first, all in one LOCK within --lock-timeout (one
+	// at a time, a table granted early would be held while the next
+	// waited a timeout of its own).
+	if len(m.FKTargets) > 0 {
+		targets := make([]lock.Target, len(m.FKTargets))
+		for i, t := range m.FKTargets {
+			targets[i] = lock.Target{Table: t.Ident()}
+		}
+		req := lock.Request{Side: "destination", Tables: targets, Mode: lock.Mode("SHARE ROW EXCLUSIVE"), Timeout: opts.LockTimeout, Watch: dst.connect}
 		if _, err := lock.Acquire(ctx, conn, req); err != nil {
-			return fmt.Errorf("--create-missing: nothing was created: a foreign key to create references this table: %w", err)
+			return fmt.Errorf("--create-missing: nothing was created: a foreign key to create references these tables: %w", err)
 		}
 	}
 	var b strings.Builder

@@ -222,3 +222,79 @@ func TestDualWriteForeignKeyGroups(t *testing.T) {
 	}}
 	moveUnderDualWrite(t, a, src, dst, "--tables-matching", `^public\.(customer|address|payment_[0-9])$`, "--jobs", "2")
 }
+
+// Two lockstep processes share one selection (the ledger's claims split
+// its units between them) while the application dual-writes: every
+// partition is copied once, by one of them, and verify --lock finds both
+// sides equal.
+func TestDualWriteManyWorkers(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	schema := `CREATE TABLE acct (id int PRIMARY KEY, balance bigint NOT NULL, note text) PARTITION BY HASH (id);
+		DO $$ BEGIN FOR i IN 0..7 LOOP
+		  EXECUTE format('CREATE TABLE acct_%s PARTITION OF acct FOR VALUES WITH (MODULUS 8, REMAINDER %s)', i, i);
+		END LOOP; END $$;`
+	pgtest.Exec(t, src, schema+`INSERT INTO acct SELECT g, g * 10, md5(g::text) FROM generate_series(1, 120000) g;`)
+	pgtest.Exec(t, dst, schema+`INSERT INTO acct SELECT g, -1, 'stale' FROM generate_series(1, 120000, 7) g;`)
+	cols := []string{"id", "balance", "note"}
+	a := &app{clients: 4, op: func(ctx context.Context, s, d *pgx.Conn, c int, rnd *rand.Rand) error {
+		id := key(rnd, c, 4, 150000)
+		switch rnd.IntN(10) {
+		case 0:
+			return dualDelete(ctx, s, d, "acct", "id", id)
+		case 1, 2, 3:
+			return dualWrite(ctx, s, d, "acct", cols, `INSERT INTO acct VALUES ($1, $2, 'new') ON CONFLICT (id)
+				DO UPDATE SET balance = EXCLUDED.balance, note = 'renewed' RETURNING id, balance, note`, id, rnd.Int64N(1e6))
+		default:
+			return dualWrite(ctx, s, d, "acct", cols, `UPDATE acct SET balance = balance + $2, note = md5(note)
+				WHERE id = $1 RETURNING id, balance, note`, id, rnd.Int64N(100))
+		}
+	}}
+	stop := a.run(t, src, dst)
+	time.Sleep(300 * time.Millisecond)
+	before := a.writes.Load()
+	type result struct {
+		code     int
+		out, err string
+	}
+	results := make(chan result, 2)
+	for range 2 {
+		go func() {
+			code, out, errOut := lockstep(t, context.Background(), "copy", "--source", src, "--dest", dst, "--table", "acct",
+				"--jobs", "1", "--progress-interval", "0")
+			results <- result{code, out, errOut}
+		}()
+	}
+	copied := 0
+	for range 2 {
+		r := <-results
+		if r.code != 0 {
+			stop()
+			t.Fatalf("a worker: exit %d\n%s\n%s", r.code, r.out, r.err)
+		}
+		n := 0
+		for _, l := range strings.Split(r.out, "\n") {
+			if strings.HasPrefix(l, "ok ") {
+				n++
+			}
+		}
+		t.Logf("a worker copied %d partitions", n)
+		copied += n
+	}
+	during := a.writes.Load() - before
+	time.Sleep(300 * time.Millisecond)
+	if err := stop(); err != nil {
+		t.Fatalf("application: %v", err)
+	}
+	if during < 100 {
+		t.Fatalf("only %d application writes during the move: not a dual-write test", during)
+	}
+	if n := pgtest.QueryString(t, dst, "SELECT count(*) FROM lockstep.units WHERE outcome = 'ok'"); n != "8" || copied != 8 {
+		t.Errorf("%s success rows in the ledger and %d ok lines, want each partition copied once (8)", n, copied)
+	}
+	t.Logf("%d application writes, %d of them during the move", a.writes.Load(), during)
+	if code, out, errOut := lockstep(t, context.Background(), "verify", "--source", src, "--dest", dst, "--table", "acct",
+		"--lock", "--diff", "--progress-interval", "0"); code != 0 {
+		t.Fatalf("verify --lock after the move: exit %d\n%s\n%s", code, out, errOut)
+	}
+}

@@ -70,7 +70,7 @@ func (w *worker) compare(ctx context.Context, u *partition.Unit, res *Result, lo
 	// for it (keepalives still end it if lockstep vanishes).
 	begin := []string{beginSnapshot, "SET LOCAL idle_in_transaction_session_timeout = 0", qualifiedNamesSQL}
 	dg, err := w.begin(ctx, w.dst, []partition.Table{u.Dest}, begin, mode, w.opts.LockTimeout)
-	res.DestLockWait = dg.Wait
+	res.DestLockWait += dg.Wait
 	if err != nil {
 		poisoned = !errors.As(err, new(*lock.TimeoutError))
 		return err

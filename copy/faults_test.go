@@ -320,6 +320,35 @@ func TestLockRetrySucceeds(t *testing.T) {
 	}
 }
 
+// The destination lock's queue time is summed over a unit's attempts, as
+// the source's is: an attempt that timed out queued for --lock-timeout.
+func TestDestLockWaitSummedOverAttempts(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "")
+	blocker := connect(t, f.dst)
+	ctx := context.Background()
+	tx, _ := blocker.Begin(ctx)
+	if _, err := tx.Exec(ctx, "LOCK TABLE big IN ACCESS SHARE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	o := opts(f.src, f.dst, "big")
+	o.LockTimeout, o.LockRetries, o.RetryBackoff = 300*time.Millisecond, 5, 100*time.Millisecond
+	var once sync.Once
+	o.Logger = slog.New(slog.NewTextHandler(writerFunc(func(p []byte) {
+		if bytes.Contains(p, []byte("retrying")) {
+			once.Do(func() { tx.Rollback(ctx) })
+		}
+	}), nil))
+	rep := mustCopy(t, o)
+	u := rep.Units[0]
+	if u.Attempts < 2 {
+		t.Fatalf("attempts = %d, want a retry", u.Attempts)
+	}
+	if u.DestLockWait < 250*time.Millisecond {
+		t.Errorf("destination lock wait %s, want at least the ~300ms the first attempt queued", u.DestLockWait)
+	}
+}
+
 type writerFunc func(p []byte)
 
 func (w writerFunc) Write(p []byte) (int, error) { w(p); return len(p), nil }

@@ -42,8 +42,8 @@ type Result struct {
 	// Started and Finished bound the unit's run (zero when not started).
 	Started      time.Time     `json:"started,omitzero"`
 	Finished     time.Time     `json:"finished,omitzero"`
-	EstBytes     int64         `json:"estimated_bytes"` // the plan's estimate
-	DestLockWait time.Duration `json:"dest_lock_wait_ns"`
+	EstBytes     int64         `json:"estimated_bytes"`   // the plan's estimate
+	DestLockWait time.Duration `json:"dest_lock_wait_ns"` // its LOCK queued, summed over attempts
 	// SourceLockWait is the time the source LOCK spent queued, summed over
 	// attempts; SourceLockHeld runs from its grant to its release.
 	SourceLockWait time.Duration `json:"source_lock_wait_ns"`

@@ -253,7 +253,7 @@ func (w *worker) attempt(ctx context.Context, g *partition.Group, res *Result) (
 	// never write-blocked while the destination lock is awaited.
 	before, after := w.destBegin(g)
 	dg, err := w.begin(ctx, w.dst, dstTables, before, lock.AccessExclusive, w.opts.LockTimeout, after...)
-	res.DestLockWait = dg.Wait
+	res.DestLockWait += dg.Wait
 	if err != nil {
 		return err
 	}

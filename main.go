@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 
 	"lockstep/copy"
 	"lockstep/internal/redact"
+	"lockstep/metrics"
 	"lockstep/partition"
 	"lockstep/throttle"
 	"lockstep/verify"
@@ -65,6 +67,11 @@ func main() {
 // starts (so that the second signal's record names it too); tests calling
 // run leave it empty and get an id per call.
 var processRunID string
+
+// processMetrics is the process's run's metrics, once made, for the second
+// signal to record the exit in (see abortOnSecondSignal); tests calling run
+// leave it unset.
+var processMetrics atomic.Pointer[metrics.Run]
 
 // run is the whole program but for the process: tests call it directly.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -542,6 +549,9 @@ func abortOnSecondSignal(ctx context.Context, runID, logFormat string) {
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	<-sig
 	const msg = "second signal: exiting at once; the servers roll back what was in flight"
+	if m := processMetrics.Load(); m != nil {
+		m.Abort(exitInterrupted) // exiting at once: a file that cannot be written stays as it was
+	}
 	if logFormat == logJSON {
 		newLogger(os.Stderr, logJSON, false, runID, nil).Error(msg, "exit_code", exitInterrupted)
 	} else {

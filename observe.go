@@ -36,6 +36,9 @@ func (st *runState) newMetrics(command, file, listen string, labelArgs []string)
 	st.metrics = metrics.New(metrics.Config{Command: command, RunID: st.runID, Version: bi.Version, Revision: bi.Revision,
 		Labels: labels, File: file, Listen: listen, Logger: st.opts.Logger})
 	st.metrics.SetDeadline(st.opts.Deadline) // --deadline, --max-duration
+	if st.runID == processRunID {
+		processMetrics.Store(st.metrics)
+	}
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -116,7 +117,8 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 			pgtest.Exec(t, dst, `CREATE TRIGGER slow_commit AFTER INSERT ON lockstep.units
 				  FOR EACH ROW WHEN (NEW.outcome = 'ok') EXECUTE FUNCTION slow_commit();`)
 			before := tableDigest(t, dst, "c")
-			cmd, out := startLockstep(t, "copy", "--source", src, "--dest", dst, "--table", "c", "--log-format", format)
+			prom := filepath.Join(t.TempDir(), "lockstep.prom")
+			cmd, out := startLockstep(t, "copy", "--source", src, "--dest", dst, "--table", "c", "--log-format", format, "--metrics-file", prom)
 			waitUntil(t, "the destination COMMIT", func() bool {
 				return pgtest.QueryString(t, dst, `SELECT count(*) FROM pg_stat_activity
 					WHERE datname = current_database() AND application_name = 'lockstep' AND wait_event = 'PgSleep' AND state = 'active'`) != "0"
@@ -147,6 +149,14 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 				if last := recs[len(recs)-1]; !strings.Contains(last["msg"].(string), "second signal") || last["exit_code"] != 3.0 || last["run"] == "" {
 					t.Errorf("last record: %v", last)
 				}
+			}
+			// The metrics file does not go on claiming a run in progress.
+			fams := readProm(t, prom)
+			if code, end := value(t, fams, "lockstep_run_exit_code"), value(t, fams, "lockstep_run_end_timestamp_seconds"); code != 3 || end == 0 {
+				t.Errorf("metrics file after the second signal: exit code %v, end time %v; want 3 and the exit's time", code, end)
+			}
+			if inFlight := value(t, fams, "lockstep_units_in_flight"); inFlight != 0 {
+				t.Errorf("metrics file after the second signal: %v units in flight", inFlight)
 			}
 			if !unlocked(t, src, "c") || !unlocked(t, dst, "c") {
 				t.Fatal("c still locked after lockstep exited")

@@ -300,6 +300,21 @@ func (r *Run) Finish(rep *copy.Report, exitCode int) error {
 			}
 		}
 	}
+	return errors.Join(r.end(exitCode), r.shutdown())
+}
+
+// Abort records the end of a run cut short (a second signal: the process
+// exits at once) and writes the file a last time, so that it does not go
+// on claiming a run in progress; the HTTP server ends with the process.
+func (r *Run) Abort(exitCode int) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.end(exitCode)
+}
+
+// end records the run's end and exit code and writes the file (with r.mu
+// held).
+func (r *Run) end(exitCode int) error {
 	end := time.Now()
 	r.ended.Store(end.UnixNano())
 	r.endTime.Set(float64(end.UnixNano()) / 1e9)
@@ -309,12 +324,11 @@ func (r *Run) Finish(rep *copy.Report, exitCode int) error {
 		r.lastSuccess.Set(float64(end.UnixNano()) / 1e9)
 	}
 	r.setRemaining()
-	var err error
-	if r.cfg.File != "" {
-		if !r.opened {
-			r.carryOver()
-		}
-		err = r.write()
+	if r.cfg.File == "" {
+		return nil
 	}
-	return errors.Join(err, r.shutdown())
+	if !r.opened {
+		r.carryOver()
+	}
+	return r.write()
 }

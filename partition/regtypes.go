@@ -22,9 +22,29 @@ var regTypes = map[uint32]string{
 }
 
 // namesByOID reports whether a column's values are object OIDs (a reg*
-// type or an array of one). Domains over them are not built in, so they
-// are copied as text anyway.
+// type or an array of one).
 func namesByOID(c Column) bool {
 	_, ok := regTypes[c.TypeOID]
 	return ok
+}
+
+// noBinaryIO are the built-in types without binary send and receive
+// functions, with their array types: binary COPY refuses them.
+var noBinaryIO = map[uint32]string{
+	1033: "aclitem", 1034: "aclitem[]",
+}
+
+// textOnly says why a column whose type is the same on both servers must
+// travel as text, also when it is a domain over such a type (a domain
+// travels in binary as its base type), or "" when binary may carry it.
+func textOnly(c Column) string {
+	for _, o := range []uint32{c.TypeOID, c.BaseOID} {
+		if namesByOID(Column{TypeOID: o}) {
+			return "whose values are object OIDs: binary would carry the source's OIDs, which name other objects on the destination; text carries the names"
+		}
+		if _, ok := noBinaryIO[o]; ok {
+			return "which has no binary form"
+		}
+	}
+	return ""
 }

@@ -88,6 +88,14 @@ func pinnedSQL(serverVersion int) string {
 		// money's text form (currency symbol, separators, fraction
 		// digits) follows lc_monetary; C is on every server.
 		"SET lc_monetary = 'C'",
+		// How values are parsed: an XML content fragment (which
+		// DOCUMENT refuses, in binary too), and an array's NULL
+		// (which array_nulls off reads as the string 'NULL').
+		"SET xmloption = content",
+		"SET array_nulls = on",
+		// Type and object names print unquoted where they can, for the
+		// plan's comparison of types and for reg* values.
+		"SET quote_all_identifiers = off",
 	}
 	if serverVersion >= 140000 {
 		// A backend whose lockstep process died stops waiting promptly.

@@ -41,7 +41,7 @@ func TestPinnedSQLByVersion(t *testing.T) {
 	if s := pinnedSQL(170000); !strings.Contains(s, "transaction_timeout = 0") {
 		t.Errorf("17 must pin transaction_timeout: %s", s)
 	}
-	for _, want := range []string{"statement_timeout = 0", "TimeZone = 'UTC'", "extra_float_digits = 3", "row_security = off", "lc_monetary = 'C'"} {
+	for _, want := range []string{"statement_timeout = 0", "TimeZone = 'UTC'", "extra_float_digits = 3", "row_security = off", "lc_monetary = 'C'", "xmloption = content", "array_nulls = on", "quote_all_identifiers = off"} {
 		if !strings.Contains(setupSQL(30*time.Second, 150000), want) {
 			t.Errorf("missing %s", want)
 		}

@@ -427,3 +427,30 @@ INSERT INTO acls VALUES (1, 'postgres=r/postgres', '{postgres=arw/postgres,=r/po
 	assertSame(t, src, dst, "dref", "id, r::text", "id")
 	assertSame(t, src, dst, "acls", "id, a::text, as_::text, d::text", "id")
 }
+
+// Settings that change how values are parsed or printed are pinned on
+// both sides whatever each database's defaults: under xmloption DOCUMENT
+// the destination would refuse an XML content fragment (in binary too),
+// under array_nulls off it would load an array's NULL as the string
+// 'NULL', and under quote_all_identifiers the destination's type names and
+// object names would print quoted, unlike the source's.
+func TestParseSettingsPinned(t *testing.T) {
+	t.Parallel()
+	src, dst := pgtest.Get(t).NewDBs(t)
+	schema := `CREATE TYPE mood AS ENUM ('ok');
+CREATE TABLE xb (id int PRIMARY KEY, x xml);
+CREATE TABLE at (id int PRIMARY KEY, a text[], m mood[], r regclass);`
+	mustExec(t, src, schema+`
+INSERT INTO xb VALUES (1, 'text then <a/> and <b>more</b>'), (2, '<doc/>');
+INSERT INTO at VALUES (1, '{NULL,x,"NULL"}', '{ok,NULL}', 'at');`)
+	mustExec(t, dst, schema+"ALTER DATABASE "+dbName(t, dst)+" SET xmloption = document; ALTER DATABASE "+dbName(t, dst)+
+		" SET array_nulls = off; ALTER DATABASE "+dbName(t, dst)+" SET quote_all_identifiers = on;")
+	o := opts(src, dst, "xb", "at")
+	o.Order = partition.ByName
+	rep := mustCopy(t, o)
+	if f := rep.Units[0].Format + " " + rep.Units[1].Format; f != "text binary" {
+		t.Errorf("formats %s; want text, binary", f)
+	}
+	assertSame(t, src, dst, "xb", "id, x::text", "id")
+	assertSame(t, src, dst, "at", "id, a, a[1] IS NULL, m::text, (SELECT relname FROM pg_catalog.pg_class WHERE oid = r)", "id")
+}

@@ -308,7 +308,7 @@ func verifyCommand(st *runState) *cli.Command {
 
 func writeRepairSQL(path string, results []copy.Result) error {
 	var b strings.Builder
-	b.WriteString("-- written by lockstep verify --diff; review before running on the destination\nSET standard_conforming_strings = on;\n-- money values are written as they print under lc_monetary C\nSET lc_monetary = 'C';\nBEGIN;\n")
+	b.WriteString("-- written by lockstep verify --diff; review before running on the destination\nSET standard_conforming_strings = on;\n-- money values are written as they print under lc_monetary C\nSET lc_monetary = 'C';\n-- and parsed as lockstep's sessions parse values\nSET xmloption = content;\nSET array_nulls = on;\nBEGIN;\n")
 	for _, r := range results {
 		b.WriteString(r.RepairSQL)
 	}

@@ -138,3 +138,31 @@ DROP TABLE victim;--" SET n = -n WHERE n = 100;`)
 		t.Errorf("victim has %s rows", got)
 	}
 }
+
+// The repair file's literals are parsed as lockstep's sessions print them,
+// whatever the session running the file has: a NULL inside an array stays
+// NULL where the destination database has array_nulls off (it would read
+// the string "NULL").
+func TestRepairSQLParsedAsPrinted(t *testing.T) {
+	t.Parallel()
+	psql, err := exec.LookPath("psql")
+	if err != nil {
+		t.Fatalf("psql is needed to apply the repair file as an operator would: %v", err)
+	}
+	src, dst := pgtest.Get(t).NewDBs(t)
+	schema := "CREATE TABLE arr (id int PRIMARY KEY, tags text[]);"
+	pgtest.Exec(t, src, schema+"INSERT INTO arr VALUES (1, ARRAY['a', NULL]), (2, ARRAY[NULL, 'b']);")
+	pgtest.Exec(t, dst, schema+"INSERT INTO arr VALUES (1, ARRAY['a', 'x']);")
+	pgtest.Exec(t, dst, "ALTER DATABASE "+pgtest.QueryString(t, dst, "SELECT quote_ident(current_database())")+" SET array_nulls = off")
+	repair := filepath.Join(t.TempDir(), "repair.sql")
+	mustRun(t, 4, "verify", "--source", src, "--dest", dst, "--table", "arr", "--diff", "--diff-sql", repair)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if b, err := exec.CommandContext(ctx, psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dst, "-f", repair).CombinedOutput(); err != nil {
+		t.Fatalf("psql -f repair.sql: %v\n%s", err, b)
+	}
+	if got := pgtest.QueryString(t, dst, "SELECT string_agg(id || ':' || (tags[1] IS NULL) || (tags[2] IS NULL), ' ' ORDER BY id) FROM arr"); got != "1:falsetrue 2:truefalse" {
+		t.Errorf("after the repair: %s, want the NULL elements NULL", got)
+	}
+	mustRun(t, 0, "verify", "--source", src, "--dest", dst, "--table", "arr")
+}

@@ -113,6 +113,15 @@ func dualWrite(ctx context.Context, src, dst *pgx.Conn, table string, cols []str
 func TestDualWritePartitioned(t *testing.T) {
 	t.Parallel()
 	src, dst := pgtest.Get(t).NewDBs(t)
+	a := acctUnderDualWrite(t, src, dst)
+	moveUnderDualWrite(t, a, src, dst, "--table", "acct", "--jobs", "2")
+}
+
+// acctUnderDualWrite makes a table acct of 8 hash partitions, 120,000 rows
+// on the source and stale rows on the destination, and the application
+// that dual-writes it from four clients (deletes, upserts, updates).
+func acctUnderDualWrite(t *testing.T, src, dst string) *app {
+	t.Helper()
 	schema := `CREATE TABLE acct (id int PRIMARY KEY, balance bigint NOT NULL, note text) PARTITION BY HASH (id);
 		DO $$ BEGIN FOR i IN 0..7 LOOP
 		  EXECUTE format('CREATE TABLE acct_%s PARTITION OF acct FOR VALUES WITH (MODULUS 8, REMAINDER %s)', i, i);
@@ -120,7 +129,7 @@ func TestDualWritePartitioned(t *testing.T) {
 	pgtest.Exec(t, src, schema+`INSERT INTO acct SELECT g, g * 10, md5(g::text) FROM generate_series(1, 120000) g;`)
 	pgtest.Exec(t, dst, schema+`INSERT INTO acct SELECT g, -1, 'stale' FROM generate_series(1, 120000, 7) g;`)
 	cols := []string{"id", "balance", "note"}
-	a := &app{clients: 4, op: func(ctx context.Context, s, d *pgx.Conn, c int, rnd *rand.Rand) error {
+	return &app{clients: 4, op: func(ctx context.Context, s, d *pgx.Conn, c int, rnd *rand.Rand) error {
 		id := key(rnd, c, 4, 150000)
 		switch rnd.IntN(10) {
 		case 0:
@@ -133,7 +142,6 @@ func TestDualWritePartitioned(t *testing.T) {
 				WHERE id = $1 RETURNING id, balance, note`, id, rnd.Int64N(100))
 		}
 	}}
-	moveUnderDualWrite(t, a, src, dst, "--table", "acct", "--jobs", "2")
 }
 
 // moveUnderDualWrite copies with the application writing throughout, then
@@ -230,26 +238,7 @@ func TestDualWriteForeignKeyGroups(t *testing.T) {
 func TestDualWriteManyWorkers(t *testing.T) {
 	t.Parallel()
 	src, dst := pgtest.Get(t).NewDBs(t)
-	schema := `CREATE TABLE acct (id int PRIMARY KEY, balance bigint NOT NULL, note text) PARTITION BY HASH (id);
-		DO $$ BEGIN FOR i IN 0..7 LOOP
-		  EXECUTE format('CREATE TABLE acct_%s PARTITION OF acct FOR VALUES WITH (MODULUS 8, REMAINDER %s)', i, i);
-		END LOOP; END $$;`
-	pgtest.Exec(t, src, schema+`INSERT INTO acct SELECT g, g * 10, md5(g::text) FROM generate_series(1, 120000) g;`)
-	pgtest.Exec(t, dst, schema+`INSERT INTO acct SELECT g, -1, 'stale' FROM generate_series(1, 120000, 7) g;`)
-	cols := []string{"id", "balance", "note"}
-	a := &app{clients: 4, op: func(ctx context.Context, s, d *pgx.Conn, c int, rnd *rand.Rand) error {
-		id := key(rnd, c, 4, 150000)
-		switch rnd.IntN(10) {
-		case 0:
-			return dualDelete(ctx, s, d, "acct", "id", id)
-		case 1, 2, 3:
-			return dualWrite(ctx, s, d, "acct", cols, `INSERT INTO acct VALUES ($1, $2, 'new') ON CONFLICT (id)
-				DO UPDATE SET balance = EXCLUDED.balance, note = 'renewed' RETURNING id, balance, note`, id, rnd.Int64N(1e6))
-		default:
-			return dualWrite(ctx, s, d, "acct", cols, `UPDATE acct SET balance = balance + $2, note = md5(note)
-				WHERE id = $1 RETURNING id, balance, note`, id, rnd.Int64N(100))
-		}
-	}}
+	a := acctUnderDualWrite(t, src, dst)
 	stop := a.run(t, src, dst)
 	time.Sleep(300 * time.Millisecond)
 	before := a.writes.Load()

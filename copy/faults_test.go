@@ -685,11 +685,13 @@ func TestSourceLostBeforeCommit(t *testing.T) {
 	o.StallTimeout = copy.DefaultStallTimeout
 	done := start(testCtx(t), o)
 	var pid int
+	// The unit's COPY of big, not the plan's self-test, which also idles in
+	// a transaction after a COPY.
 	waitFor(t, "the source to idle after its COPY", func() bool {
 		err := connect(t, f.src).QueryRow(context.Background(), `
 			SELECT coalesce(max(pid), 0) FROM pg_stat_activity
 			WHERE application_name = 'lockstep' AND state = 'idle in transaction'
-			  AND query LIKE 'COPY%' AND datname = current_database()`).Scan(&pid)
+			  AND query LIKE 'COPY "public"."big"%' AND datname = current_database()`).Scan(&pid)
 		return err == nil && pid != 0
 	})
 	terminate(t, f.src, pid)

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"lockstep/copy"
 	"lockstep/internal/pgtest"
@@ -101,25 +104,26 @@ func TestMaxRateHoldsTheCap(t *testing.T) {
 	}
 }
 
-// A unit does not start while a standby of the destination replays more
-// than --max-replica-lag behind, and starts once it catches up.
-func TestMaxReplicaLagWaits(t *testing.T) {
-	t.Parallel()
+// laggingStandby makes a destination primary with a streaming standby
+// whose replay is paused and more than a second behind (a table churned on
+// the primary makes the WAL it does not replay), and table (1000 rows on
+// the source, empty on the destination). It returns the source and
+// destination DSNs, a connection to the standby, and what stops the churn.
+func laggingStandby(t *testing.T, table string) (src, dst string, sb *pgx.Conn, stopChurn func()) {
+	t.Helper()
 	primary := pgtest.NewServer(t)
 	standby := pgtest.NewStandby(t, primary)
-	src := pgtest.Get(t).Source.NewDB(t)
-	dst := primary.DSN("postgres")
-	mustExec(t, src, `CREATE TABLE lagged (id int PRIMARY KEY); INSERT INTO lagged SELECT generate_series(1, 1000);`)
-	mustExec(t, dst, `CREATE TABLE lagged (id int PRIMARY KEY); CREATE TABLE churn (x int);`)
-	sb := connect(t, standby.DSN("postgres"))
-	ctx := context.Background()
+	src = pgtest.Get(t).Source.NewDB(t)
+	dst = primary.DSN("postgres")
+	mustExec(t, src, fmt.Sprintf(`CREATE TABLE %s (id int PRIMARY KEY); INSERT INTO %[1]s SELECT generate_series(1, 1000);`, table))
+	mustExec(t, dst, fmt.Sprintf(`CREATE TABLE %s (id int PRIMARY KEY); CREATE TABLE %[1]s_churn (x int);`, table))
+	sb = connect(t, standby.DSN("postgres"))
 	waitFor(t, "the standby to stream", func() bool {
 		return pgtest.QueryString(t, dst, "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'") == "1"
 	})
-	if _, err := sb.Exec(ctx, "SELECT pg_wal_replay_pause()"); err != nil {
+	if _, err := sb.Exec(context.Background(), "SELECT pg_wal_replay_pause()"); err != nil {
 		t.Fatal(err)
 	}
-	// WAL the paused standby does not replay: its replay lag grows.
 	stop := make(chan struct{})
 	churned := make(chan struct{})
 	go func() {
@@ -129,13 +133,25 @@ func TestMaxReplicaLagWaits(t *testing.T) {
 			case <-stop:
 				return
 			case <-time.After(100 * time.Millisecond):
-				pgtest.Exec(t, dst, "INSERT INTO churn VALUES (1)")
+				pgtest.Exec(t, dst, "INSERT INTO "+table+"_churn VALUES (1)")
 			}
 		}
 	}()
+	var once sync.Once
+	stopChurn = func() { once.Do(func() { close(stop); <-churned }) }
+	t.Cleanup(stopChurn)
 	waitFor(t, "replay lag over 1s", func() bool {
 		return pgtest.QueryString(t, dst, "SELECT COALESCE(max(replay_lag) > interval '1 second', false) FROM pg_stat_replication") == "t"
 	})
+	return src, dst, sb, stopChurn
+}
+
+// A unit does not start while a standby of the destination replays more
+// than --max-replica-lag behind, and starts once it catches up.
+func TestMaxReplicaLagWaits(t *testing.T) {
+	t.Parallel()
+	src, dst, sb, stopChurn := laggingStandby(t, "lagged")
+	ctx := context.Background()
 	o := opts(src, dst, "lagged")
 	o.MaxReplicaLag = time.Second
 	done := start(testCtx(t), o)
@@ -150,8 +166,7 @@ func TestMaxReplicaLagWaits(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := <-done
-	close(stop)
-	<-churned
+	stopChurn()
 	if r.err != nil {
 		t.Fatalf("copy: %v", r.err)
 	}
@@ -188,37 +203,8 @@ func TestPauseBetweenEndsAtTheDeadline(t *testing.T) {
 // the run stops, exit 3, instead of waiting for the standby all night.
 func TestMaxReplicaLagEndsAtTheDeadline(t *testing.T) {
 	t.Parallel()
-	primary := pgtest.NewServer(t)
-	standby := pgtest.NewStandby(t, primary)
-	src := pgtest.Get(t).Source.NewDB(t)
-	dst := primary.DSN("postgres")
-	mustExec(t, src, `CREATE TABLE lagged_dl (id int PRIMARY KEY); INSERT INTO lagged_dl SELECT generate_series(1, 1000);`)
-	mustExec(t, dst, `CREATE TABLE lagged_dl (id int PRIMARY KEY); CREATE TABLE churn_dl (x int);`)
-	sb := connect(t, standby.DSN("postgres"))
-	ctx := context.Background()
-	waitFor(t, "the standby to stream", func() bool {
-		return pgtest.QueryString(t, dst, "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'") == "1"
-	})
-	if _, err := sb.Exec(ctx, "SELECT pg_wal_replay_pause()"); err != nil {
-		t.Fatal(err)
-	}
-	stop := make(chan struct{})
-	churned := make(chan struct{})
-	go func() {
-		defer close(churned)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(100 * time.Millisecond):
-				pgtest.Exec(t, dst, "INSERT INTO churn_dl VALUES (1)")
-			}
-		}
-	}()
-	defer func() { close(stop); <-churned }()
-	waitFor(t, "replay lag over 1s", func() bool {
-		return pgtest.QueryString(t, dst, "SELECT COALESCE(max(replay_lag) > interval '1 second', false) FROM pg_stat_replication") == "t"
-	})
+	src, dst, _, stopChurn := laggingStandby(t, "lagged_dl")
+	defer stopChurn()
 	o := opts(src, dst, "lagged_dl")
 	o.MaxReplicaLag = time.Second
 	o.Deadline = time.Now().Add(2 * time.Second)

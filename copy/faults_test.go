@@ -292,26 +292,32 @@ func TestDestinationLockTimeoutLeavesSourceWritable(t *testing.T) {
 	f.assertUntouched(t)
 }
 
-// A lock that frees up during the retries is taken on a later attempt.
-func TestLockRetrySucceeds(t *testing.T) {
-	t.Parallel()
-	f := newFixture(t, "")
-	blocker := connect(t, f.src)
+// copyBlockedOnce copies big with a session on blocked (a side's DSN)
+// holding a lock on big in mode, released once lockstep has given up a
+// first attempt (--lock-timeout 300ms) and retries.
+func copyBlockedOnce(t *testing.T, f *fixture, blocked, mode string) *copy.Report {
+	t.Helper()
 	ctx := context.Background()
-	tx, _ := blocker.Begin(ctx)
-	if _, err := tx.Exec(ctx, "LOCK TABLE big IN ROW EXCLUSIVE MODE"); err != nil {
+	tx, _ := connect(t, blocked).Begin(ctx)
+	if _, err := tx.Exec(ctx, "LOCK TABLE big IN "+mode+" MODE"); err != nil {
 		t.Fatal(err)
 	}
 	o := opts(f.src, f.dst, "big")
 	o.LockTimeout, o.LockRetries, o.RetryBackoff = 300*time.Millisecond, 5, 100*time.Millisecond
-	// Release the blocker once lockstep has given up a first attempt.
 	var once sync.Once
 	o.Logger = slog.New(slog.NewTextHandler(writerFunc(func(p []byte) {
 		if bytes.Contains(p, []byte("retrying")) {
 			once.Do(func() { tx.Rollback(ctx) })
 		}
 	}), nil))
-	rep := mustCopy(t, o)
+	return mustCopy(t, o)
+}
+
+// A lock that frees up during the retries is taken on a later attempt.
+func TestLockRetrySucceeds(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "")
+	rep := copyBlockedOnce(t, f, f.src, "ROW EXCLUSIVE")
 	if rep.Units[0].Attempts < 2 {
 		t.Errorf("attempts = %d, want a retry", rep.Units[0].Attempts)
 	}
@@ -325,22 +331,7 @@ func TestLockRetrySucceeds(t *testing.T) {
 func TestDestLockWaitSummedOverAttempts(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, "")
-	blocker := connect(t, f.dst)
-	ctx := context.Background()
-	tx, _ := blocker.Begin(ctx)
-	if _, err := tx.Exec(ctx, "LOCK TABLE big IN ACCESS SHARE MODE"); err != nil {
-		t.Fatal(err)
-	}
-	o := opts(f.src, f.dst, "big")
-	o.LockTimeout, o.LockRetries, o.RetryBackoff = 300*time.Millisecond, 5, 100*time.Millisecond
-	var once sync.Once
-	o.Logger = slog.New(slog.NewTextHandler(writerFunc(func(p []byte) {
-		if bytes.Contains(p, []byte("retrying")) {
-			once.Do(func() { tx.Rollback(ctx) })
-		}
-	}), nil))
-	rep := mustCopy(t, o)
-	u := rep.Units[0]
+	u := copyBlockedOnce(t, f, f.dst, "ACCESS SHARE").Units[0]
 	if u.Attempts < 2 {
 		t.Fatalf("attempts = %d, want a retry", u.Attempts)
 	}

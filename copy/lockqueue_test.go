@@ -62,15 +62,7 @@ func TestMaxWriteBlockBoundsAGroupsWholeLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	writer := time.Since(began)
-	r := <-done
-	if r.rep == nil {
-		t.Fatalf("no report: %v", r.err)
-	}
-	u := r.rep.Units[0]
-	var te *lock.TimeoutError
-	if u.Status != copy.StatusFailed || !errors.As(u.Err, &te) || te.Side != "source" {
-		t.Fatalf("status %s (%v), want a source lock timeout", u.Status, u.Err)
-	}
+	u := lockTimedOut(t, <-done, "source")
 	t.Logf("writes blocked %s; a writer of child waited %s", u.WritesBlocked, writer)
 	if u.WritesBlocked > 2500*time.Millisecond {
 		t.Errorf("writes blocked %s with --max-write-block 2s", u.WritesBlocked)
@@ -105,15 +97,7 @@ func TestLockTimeoutBoundsAGroupsWholeDestinationLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	reader := time.Since(began)
-	r := <-done
-	if r.rep == nil {
-		t.Fatalf("no report: %v", r.err)
-	}
-	u := r.rep.Units[0]
-	var te *lock.TimeoutError
-	if u.Status != copy.StatusFailed || !errors.As(u.Err, &te) || te.Side != "destination" {
-		t.Fatalf("status %s (%v), want a destination lock timeout", u.Status, u.Err)
-	}
+	u := lockTimedOut(t, <-done, "destination")
 	t.Logf("destination lock wait %s; a reader of child waited %s", u.DestLockWait, reader)
 	if u.DestLockWait > 2500*time.Millisecond {
 		t.Errorf("destination lock wait %s with --lock-timeout 2s", u.DestLockWait)
@@ -207,4 +191,19 @@ func TestVerifyLockMaxWriteBlockBoundsTheHold(t *testing.T) {
 	}
 	assertUnlockedTable(t, src, "big")
 	assertUnlockedTable(t, dst, "big")
+}
+
+// lockTimedOut returns the one unit of r, which must have failed on a lock
+// timeout on side.
+func lockTimedOut(t *testing.T, r runResult, side string) copy.Result {
+	t.Helper()
+	if r.rep == nil {
+		t.Fatalf("no report: %v", r.err)
+	}
+	u := r.rep.Units[0]
+	var te *lock.TimeoutError
+	if u.Status != copy.StatusFailed || !errors.As(u.Err, &te) || te.Side != side {
+		t.Fatalf("status %s (%v), want a %s lock timeout", u.Status, u.Err, side)
+	}
+	return u
 }

@@ -268,16 +268,7 @@ func TestCopySequenceOddNames(t *testing.T) {
 	if s := rep.Units[0].Sequences; len(s) != 1 || !s[0].Set || s[0].After.LastValue != 25 || s[0].Sequence != `"My Schema"."odd ""seq"` {
 		t.Fatalf("sequences: %+v", s)
 	}
-	o := opts(src, dst, name)
-	o.VerifyOnly = true
-	verify := func() copy.Result {
-		p, err := copy.MakePlan(testCtx(t), o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rep, _ := p.Verify(testCtx(t))
-		return rep.Units[0]
-	}
+	verify := func() copy.Result { return verifyUnit(t, src, dst, name) }
 	if r := verify(); r.Status != copy.StatusOK {
 		t.Fatalf("verify after the copy: %s: %s", r.Status, r.Error)
 	}
@@ -325,14 +316,7 @@ func TestVerifyCyclingSequenceAtBound(t *testing.T) {
 		INSERT INTO c (v) SELECT 'r' FROM generate_series(1, 50) g;`
 	mustExec(t, src, schema)
 	mustExec(t, dst, schema)
-	o := opts(src, dst, "c")
-	o.VerifyOnly = true
-	p, err := copy.MakePlan(testCtx(t), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, _ := p.Verify(testCtx(t))
-	if r := rep.Units[0]; r.Status != copy.StatusMismatch ||
+	if r := verifyUnit(t, src, dst, "c"); r.Status != copy.StatusMismatch ||
 		!strings.Contains(r.Error, `sequence "public"."c_seq" would hand out 1 next, but column "id" already holds 50`) {
 		t.Errorf("verify: %s: %s", r.Status, r.Error)
 	}
@@ -351,15 +335,21 @@ func TestVerifySequenceDomainColumn(t *testing.T) {
 		INSERT INTO d SELECT g, 'r' FROM generate_series(1, 30) g;`
 	mustExec(t, src, `CREATE SEQUENCE d_seq START 31;`+schema)
 	mustExec(t, dst, `CREATE SEQUENCE d_seq;`+schema)
-	o := opts(src, dst, "d")
+	if r := verifyUnit(t, src, dst, "d"); r.Status != copy.StatusMismatch ||
+		!strings.Contains(r.Error, `sequence "public"."d_seq" would hand out 1 next, but column "id" already holds 30`) {
+		t.Errorf("verify: %s: %s", r.Status, r.Error)
+	}
+}
+
+// verifyUnit runs lockstep verify on one table and returns its unit.
+func verifyUnit(t *testing.T, src, dst, table string) copy.Result {
+	t.Helper()
+	o := opts(src, dst, table)
 	o.VerifyOnly = true
 	p, err := copy.MakePlan(testCtx(t), o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rep, _ := p.Verify(testCtx(t))
-	if r := rep.Units[0]; r.Status != copy.StatusMismatch ||
-		!strings.Contains(r.Error, `sequence "public"."d_seq" would hand out 1 next, but column "id" already holds 30`) {
-		t.Errorf("verify: %s: %s", r.Status, r.Error)
-	}
+	return rep.Units[0]
 }

@@ -486,6 +486,27 @@ func TestCreateMissingMultirange(t *testing.T) {
 	}
 }
 
+// wrapDumpTools writes into dir a pg_dump and a pg_restore that run the
+// real ones (those beside pg_dump on PATH), running the shell lines
+// dumpFirst and restoreFirst before each script they write to stdout
+// (--version, --list and an archive written with --file are no scripts).
+// It returns the wrapper pg_dump's path.
+func wrapDumpTools(t *testing.T, dir, dumpFirst, restoreFirst string) string {
+	t.Helper()
+	realDump, err := exec.LookPath("pg_dump")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, first := range map[string]string{"pg_dump": dumpFirst, "pg_restore": restoreFirst} {
+		real := filepath.Join(filepath.Dir(realDump), name)
+		writeScript(t, filepath.Join(dir, name), `case "$*" in *--version*|*--list*|*--file=/*) exec '`+real+`' "$@";; esac
+`+first+`
+exec '`+real+`' "$@"
+`)
+	}
+	return filepath.Join(dir, "pg_dump")
+}
+
 // pg_dump 17 and later open every script with SET transaction_timeout = 0,
 // a setting servers before 17 do not know, even when they dump an older
 // server; the definitions are run without it on such a destination. The
@@ -494,24 +515,11 @@ func TestCreateMissingMultirange(t *testing.T) {
 func TestCreateMissingScriptOfANewerPgDump(t *testing.T) {
 	src, dst := pgtest.Get(t).NewDBs(t)
 	sqlExec(t, src, createSchema)
-	realDump, err := exec.LookPath("pg_dump")
-	if err != nil {
-		t.Fatal(err)
-	}
-	realRestore := filepath.Join(filepath.Dir(realDump), "pg_restore")
-	dir := t.TempDir()
-	// Scripts go to stdout; --list and an archive (--file) are not scripts.
-	wrap := func(name, real string) {
-		writeScript(t, filepath.Join(dir, name), `case "$*" in *--version*|*--list*|*--file=/*) exec '`+real+`' "$@";; esac
-echo 'SET transaction_timeout = 0;'
-exec '`+real+`' "$@"
-`)
-	}
-	wrap("pg_dump", realDump)
-	wrap("pg_restore", realRestore)
+	const line = "echo 'SET transaction_timeout = 0;'"
+	pgDump := wrapDumpTools(t, t.TempDir(), line, line)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	code, out, errOut := lockstep(t, ctx, "copy", "--source", src, "--dest", dst, "--table", "plain", "--create-missing", "--pg-dump", filepath.Join(dir, "pg_dump"))
+	code, out, errOut := lockstep(t, ctx, "copy", "--source", src, "--dest", dst, "--table", "plain", "--create-missing", "--pg-dump", pgDump)
 	if code != 0 {
 		t.Fatalf("exit %d, want 0\n%s%s", code, out, errOut)
 	}
@@ -528,22 +536,10 @@ exec '`+real+`' "$@"
 func TestCreateMissingByTwoProcessesAtOnce(t *testing.T) {
 	src, dst := pgtest.Get(t).NewDBs(t)
 	sqlExec(t, src, createSchema)
-	realDump, err := exec.LookPath("pg_dump")
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	gate, waiting := filepath.Join(dir, "go"), filepath.Join(dir, "waiting")
-	// Types are dumped to an archive (--file), the tables to stdout: the
-	// table dump says it is waiting, and waits for the gate.
-	writeScript(t, filepath.Join(dir, "pg_dump"), `case "$*" in *--version*|*--file=/*) exec '`+realDump+`' "$@";; esac
-touch '`+waiting+`'
-while [ ! -e '`+gate+`' ]; do sleep 0.05; done
-exec '`+realDump+`' "$@"
-`)
-	if err := os.Symlink(filepath.Join(filepath.Dir(realDump), "pg_restore"), filepath.Join(dir, "pg_restore")); err != nil {
-		t.Fatal(err)
-	}
+	// The table dump says it is waiting, and waits for the gate.
+	pgDump := wrapDumpTools(t, dir, "touch '"+waiting+"'\nwhile [ ! -e '"+gate+"' ]; do sleep 0.05; done", "")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	args := []string{"copy", "--source", src, "--dest", dst, "--table", "plain", "--create-missing"}
@@ -553,7 +549,7 @@ exec '`+realDump+`' "$@"
 	}
 	slow := make(chan result, 1)
 	go func() {
-		code, out, errOut := lockstep(t, ctx, append(args, "--pg-dump", filepath.Join(dir, "pg_dump"))...)
+		code, out, errOut := lockstep(t, ctx, append(args, "--pg-dump", pgDump)...)
 		slow <- result{code, out, errOut}
 	}()
 	// Once the slow one waits in pg_dump (it found the tables missing),

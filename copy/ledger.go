@@ -14,7 +14,6 @@ import (
 
 	"lockstep/ledger"
 	"lockstep/partition"
-	"lockstep/verify"
 )
 
 // Ledger is the run's record in the destination database (package ledger;
@@ -239,15 +238,13 @@ func (w *worker) recordFailure(ctx context.Context, g *partition.Group, res *Res
 	if _, ok := led.(noLedger); ok {
 		return
 	}
-	outcome := ledger.OutcomeFailed
-	switch {
+	outcome := ledger.OutcomeFailed // as the unit's status says
+	switch st := failureStatus(ctx, err); {
 	case retried:
 		outcome = ledger.OutcomeRetried
-	case isMismatch(err):
-		outcome = ledger.OutcomeMismatch // found before any stop, as the unit's status
-	case errors.As(err, new(*CommitUnknownError)):
-		// failed: not known to be rolled back
-	case ctx.Err() != nil:
+	case st == StatusMismatch:
+		outcome = ledger.OutcomeMismatch
+	case st == StatusInterrupted:
 		outcome = ledger.OutcomeInterrupted
 	}
 	a := w.attemptRecord(g, res, unitKey(g), unitShape(g), outcome, 0)
@@ -305,10 +302,6 @@ func (w *worker) successRow(g *partition.Group, res *Result, xid int64, held, wa
 	}
 	sql, args := led.Success(a)
 	return ledgerRow{key: key, sql: sql, args: args}
-}
-
-func isMismatch(err error) bool {
-	return errors.As(err, new(*verify.MismatchError)) || errors.As(err, new(*SequenceBehindError))
 }
 
 // LedgerUnits are the plan's units as the ledger knows them (for status).

@@ -94,28 +94,31 @@ func (w *worker) run(ctx context.Context, g *partition.Group, attempt attemptFun
 			err = fmt.Errorf("%w (interrupted while waiting to retry)", err)
 		}
 		res.Err = err
-		switch {
-		case err == nil:
-			res.Status = StatusOK
-		case errors.As(err, new(*verify.MismatchError)), errors.As(err, new(*SequenceBehindError)):
-			// Found before the stop, and rolled back: a mismatch
-			// whatever stopped the run.
-			res.Status = StatusMismatch
-		case errors.As(err, new(*CommitUnknownError)):
-			// Not rolled back as far as anyone knows.
-			res.Status = StatusFailed
-		case ctx.Err() != nil:
-			res.Status = StatusInterrupted
-		default:
-			res.Status = StatusFailed
-		}
+		res.Status = StatusOK
 		if err != nil {
+			res.Status = failureStatus(ctx, err)
 			res.Error = err.Error()
 		}
 		res.Finished = time.Now()
 		res.settle()
 		return res
 	}
+}
+
+// failureStatus is what a unit that ended with err is: a mismatch found
+// before any stop stays a mismatch (it was rolled back); a COMMIT whose
+// outcome nobody could decide is a failure, not an interruption (nothing
+// says it was rolled back); otherwise a stop in progress interrupted it.
+func failureStatus(ctx context.Context, err error) Status {
+	switch {
+	case errors.As(err, new(*verify.MismatchError)), errors.As(err, new(*SequenceBehindError)):
+		return StatusMismatch
+	case errors.As(err, new(*CommitUnknownError)):
+		return StatusFailed
+	case ctx.Err() != nil:
+		return StatusInterrupted
+	}
+	return StatusFailed
 }
 
 // beginSnapshot opens a read-only transaction whose snapshot is taken at

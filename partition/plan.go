@@ -765,6 +765,7 @@ func checkPrivileges(side string, t Table, c *catalog, o Options) error {
 	case !p.read:
 		missing = "the SELECT privilege"
 	case o.ReadOnly:
+		// status: the copy's units, but only read
 	case o.Copy && side == "destination" && !p.load:
 		missing = "the INSERT and TRUNCATE privileges (the copy replaces its rows)"
 	case o.Lock && !p.lock:
